@@ -1,0 +1,651 @@
+"""InfluenceEstimator: influence functions for a fitted scikit-learn model."""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    MetaEstimatorMixin,
+    TransformerMixin,
+    clone,
+)
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.pipeline import Pipeline
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _newton
+from ._scoring import NewtonLossChange, score_train_rows
+from .models import get_adapter, split_pipeline
+from .models._glm import kron_rows
+from .solvers import make_solver, resolve_method
+from .utils._compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    _check_sample_weight,
+    _fit_context,
+)
+from .utils._validation import check_features
+
+
+def _estimator_has(attr):
+    def check(self):
+        est = getattr(self, "estimator_", self.estimator)
+        return hasattr(est, attr)
+
+    return check
+
+
+class InfluenceEstimator(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, MetaEstimatorMixin, BaseEstimator
+):
+    """Influence of each training row on a fitted model's losses and outputs.
+
+    Wraps a linear, logistic or linear-SVM scikit-learn model, or a Pipeline
+    ending in one, and estimates, without retraining, how leaving each
+    training row out would change the loss (or the output) on any row.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A supported model or a Pipeline whose last step is one, fitted or
+        not. If not fitted, ``fit`` fits a clone; if fitted, it is used as is
+        and must have been trained on the data passed to ``fit``.
+    method : {"auto", "direct", "cg", "lissa", "arnoldi", "ekfac"}, default="auto"
+        How ``H^-1`` is applied. "direct" factorises the Hessian once
+        (Cholesky); "auto" picks it for models of up to a few thousand
+        parameters.
+    estimate : {"influence", "newton"}, default="influence"
+        "influence" is the classic first-order influence function
+        ``grad L_test . H^-1 . grad l_j``. "newton" takes one Newton step of
+        the objective without row j through its leverage and evaluates the
+        test loss exactly there: exact for least squares, closer to actual
+        retraining where rows have high leverage.
+    damping : float, default=0.0
+        λ added to the Hessian (H + λI). The model's own regularisation
+        normally makes the Hessian positive definite; set it when the model
+        is unregularised and its features collinear.
+    t : float, default=0.1
+        Temperature of the smooth hinge ``t log(1 + exp((1 - m) / t))`` used
+        in place of the hinge loss (LinearSVC(loss="hinge"),
+        SGDClassifier(loss="hinge")); ignored for other models.
+    n_jobs : int, default=None
+        Number of jobs scoring chunks of training rows in parallel, through
+        joblib. ``None`` means 1 unless in a ``joblib.parallel_config``
+        context; -1 uses all processors.
+    verbose : int, default=0
+        Verbosity of the parallel scoring.
+    random_state : int, RandomState instance or None, default=None
+        Seed of stochastic solvers; unused by "direct".
+
+    Attributes
+    ----------
+    estimator_ : estimator object
+        The fitted model (the one passed in if it was fitted).
+    n_train_ : int
+        Number of training rows.
+    n_params_ : int
+        Number of parameters influence is taken with respect to (the last
+        step's coefficients and intercepts).
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during ``fit``, when they are all strings.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels, for classifiers.
+    method_ : str
+        The solver ``method`` resolved to.
+    solver_info_ : dict
+        What the solver did (method, damping, factorisation pivots).
+    theta_ : ndarray of shape (n_params_,)
+        Fitted parameters at ``fit`` time, coefficients then intercept for
+        each output.
+
+    See Also
+    --------
+    skinfluence.validation.loo_influence : Actual leave-one-out retraining.
+
+    Notes
+    -----
+    The training objective is the model's own, in sum form
+    ``J(θ) = Σ_j s_j ℓ(y_j, θ) + ½ θᵀΛθ`` (``s_j`` carries ``C``,
+    ``sample_weight`` and ``class_weight``). Leaving row j out moves the
+    parameters by about ``H⁻¹ s_j ∇ℓ_j``, so the first-order change of a
+    test loss is ``∇L_testᵀ H⁻¹ s_j ∇ℓ_j``.
+
+    References
+    ----------
+    .. [1] P. W. Koh and P. Liang, "Understanding Black-box Predictions via
+       Influence Functions", ICML 2017.
+    .. [2] D. Pregibon, "Logistic Regression Diagnostics", Annals of
+       Statistics 9(4), 1981.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from skinfluence import InfluenceEstimator
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> model = make_pipeline(StandardScaler(), LogisticRegression())
+    >>> inf = InfluenceEstimator(model).fit(X[:400], y[:400])
+    >>> inf.score_influence(X[400:], y[400:]).shape
+    (169, 400)
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit"])],
+        "method": [StrOptions({"auto", "direct", "cg", "lissa", "arnoldi", "ekfac"})],
+        "estimate": [StrOptions({"influence", "newton"})],
+        "damping": [Interval(Real, 0, None, closed="left")],
+        "t": [Interval(Real, 0, None, closed="neither")],
+        "n_jobs": [Integral, None],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        estimator,
+        *,
+        method="auto",
+        estimate="influence",
+        damping=0.0,
+        t=0.1,
+        n_jobs=None,
+        verbose=0,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.method = method
+        self.estimate = estimate
+        self.damping = damping
+        self.t = t
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, sample_weight=None):
+        """Prepare influence computations for the model trained on (X, y).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_train, n_features)
+            The training data of the model, raw (before any Pipeline step).
+        y : array-like of shape (n_train,)
+            Training targets.
+        sample_weight : array-like of shape (n_train,), default=None
+            The sample weights the model was (or is to be) trained with.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        if y is None:
+            raise ValueError(
+                "InfluenceEstimator requires y to be passed, but the target y is None."
+            )
+        est = self.estimator
+        if type(est).__name__ == "FrozenEstimator":
+            est = est.estimator
+        try:
+            check_is_fitted(est)
+            fitted = True
+        except NotFittedError:
+            fitted = False
+        X_checked = self._validate_X(X, reset=True)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X_checked)
+        if fitted:
+            self.estimator_ = est
+        else:
+            self.estimator_ = clone(est)
+            fit_params = {}
+            if sample_weight is not None:
+                key = "sample_weight"
+                if isinstance(self.estimator_, Pipeline):
+                    key = f"{self.estimator_.steps[-1][0]}__sample_weight"
+                fit_params[key] = sample_weight
+            self.estimator_.fit(X, y, **fit_params)
+
+        self._feature_map, model = split_pipeline(self.estimator_)
+        if hasattr(self.estimator_, "feature_names_in_"):
+            self.feature_names_in_ = self.estimator_.feature_names_in_
+        if isinstance(self.estimator_, Pipeline) and hasattr(
+            self.estimator_, "n_features_in_"
+        ):
+            self.n_features_in_ = self.estimator_.n_features_in_
+
+        y = np.asarray(y)
+        Xt = self._model_features(X_checked)
+        n_train = Xt.shape[0]
+        if y.shape[0] != n_train:
+            raise ValueError(
+                f"X has {n_train} rows but y has {y.shape[0]}; they must match."
+            )
+        self._adapter = get_adapter(
+            model, y=y, sample_weight=sample_weight, n_train=n_train, t=self.t
+        )
+        adapter = self._adapter
+        if adapter.classes is not None:
+            self.classes_ = adapter.classes
+        Z = adapter.features(Xt)
+        y_enc = adapter.encode_y(y)
+        if adapter.classes is None and not np.all(np.isfinite(y_enc)):
+            raise ValueError("Input y contains NaN or infinity.")
+        s = adapter.row_scale(y_enc, sample_weight)
+        raw = adapter.raw_prediction(Z)
+        grad, hess = adapter.pointwise_grad_hess(y_enc, raw)
+
+        self.n_train_ = n_train
+        self.n_params_ = adapter.n_params
+        self.theta_ = adapter.theta
+        if adapter.smooth:
+            self._check_stationarity(Z, y_enc, s, grad, model)
+
+        self.method_ = resolve_method(self.method, adapter.n_params)
+        if self.method_ == "ekfac":
+            raise ValueError(
+                "method='ekfac' applies to torch models (Kronecker-factored "
+                "layers); for this linear model use 'direct' or 'auto'."
+            )
+        solver = make_solver(self.method_, damping=self.damping)
+        solver.fit(adapter.hessian(Z, s, hess), null_space=adapter.null_space())
+        self._solver = solver
+        self.solver_info_ = dict(solver.info_)
+
+        self._Z, self._y, self._s = Z, y_enc, s
+        self._raw, self._grad, self._hess = raw, grad, hess
+        self._sample_weight = sample_weight
+        self._newton_v = None
+        if self.estimate == "newton":
+            A = _newton.diag_blocks(solver, Z, adapter.n_outputs)
+            self._A = A
+            self._newton_v = _newton.newton_weights(A, s, grad, hess)
+        return self
+
+    def _check_stationarity(self, Z, y_enc, s, grad, model):
+        """Warn when theta-hat is far from a minimiser of J on (X, y)."""
+        total = np.linalg.norm(self._adapter.objective_gradient(Z, y_enc, s))
+        zn = np.sqrt(np.asarray(Z.multiply(Z).sum(axis=1)).ravel()) if sp.issparse(
+            Z) else np.linalg.norm(Z, axis=1)
+        per_row = np.abs(s) * np.linalg.norm(grad, axis=1) * zn
+        rms = np.sqrt(np.mean(per_row**2))
+        # A model trained on other rows of the same distribution leaves a
+        # gradient of about sqrt(n) single-row gradients.
+        if total > max(1.0, 0.1 * np.sqrt(len(s))) * rms and total > 1e-8:
+            n_iter = getattr(model, "n_iter_", None)
+            hint = f" (its n_iter_ is {np.ravel(n_iter).tolist()})" if (
+                n_iter is not None) else ""
+            warnings.warn(
+                f"The gradient of {type(model).__name__}'s training objective at "
+                f"its fitted parameters is {total:.3g}, {total / rms:.3g} times "
+                "a typical single row's: the model does not look trained on "
+                f"this data, or it did not converge{hint}. Refit it on (X, y) "
+                "with a tighter tol or a larger max_iter.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    # --------------------------------------------------------------- inputs
+    def _validate_X(self, X, reset):
+        """Validate raw X when the model sees it directly (not a Pipeline)."""
+        est = getattr(self, "estimator_", self.estimator)
+        if isinstance(est, Pipeline):
+            return X
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            accept_sparse=("csr", "csc"),
+            dtype=(np.float64, np.float32),
+        )
+
+    def _model_features(self, X):
+        """Features the last step sees, checked once."""
+        model = self._last_step()
+        Xt = X if self._feature_map is None else self._feature_map.transform(X)
+        return check_features(Xt, getattr(model, "n_features_in_", None),
+                              name=type(model).__name__)
+
+    def _last_step(self):
+        return split_pipeline(self.estimator_)[1]
+
+    def _prepare(self, X, y=None, sample_weight=None):
+        """Features, encoded labels, raw predictions of (X, y) after fit."""
+        check_is_fitted(self, "theta_")
+        self._check_unchanged()
+        X = self._validate_X(X, reset=False)
+        Z = self._adapter.features(self._model_features(X))
+        raw = self._adapter.raw_prediction(Z)
+        if y is None:
+            return Z, None, raw
+        y = np.asarray(y)
+        if y.shape[0] != Z.shape[0]:
+            raise ValueError(
+                f"X has {Z.shape[0]} rows but y has {y.shape[0]}; they must match."
+            )
+        y_enc = self._adapter.encode_y(y)
+        if self._adapter.classes is None and not np.all(np.isfinite(y_enc)):
+            raise ValueError("Input y contains NaN or infinity.")
+        return Z, y_enc, raw
+
+    def _check_unchanged(self):
+        current = self._adapter.read_theta()
+        if current.shape != self.theta_.shape or not np.array_equal(
+            current, self.theta_
+        ):
+            raise ValueError(
+                "The wrapped estimator's parameters changed since "
+                "InfluenceEstimator.fit (was it refitted?); call fit again."
+            )
+
+    # ------------------------------------------------------------ weights
+    def _train_weights(self):
+        """Per-training-row weights W (n_train, K) of the chosen estimate."""
+        if self.estimate == "newton":
+            return self._newton_v
+        return self._s[:, None] * self._grad
+
+    def _row_weights(self, Z, y_enc, raw, sample_weight):
+        """Weights, diagonal blocks for arbitrary rows treated as training rows."""
+        a = self._adapter
+        s = a.row_scale(y_enc, sample_weight)
+        grad, hess = a.pointwise_grad_hess(y_enc, raw)
+        A = None
+        if self.estimate == "newton":
+            A = _newton.diag_blocks(self._solver, Z, a.n_outputs)
+            return _newton.newton_weights(A, s, grad, hess), A
+        return s[:, None] * grad, A
+
+    def _left(self, Z, G):
+        """Rows ``H^-1 (G_i (x) z_i)`` for test rows: shape (n_test, n_params)."""
+        return self._solver.solve(kron_rows(G, Z).T).T
+
+    def _left_newton(self, Z):
+        """Rows ``(e_k (x) z_i)' H^-1`` for every test row and output k."""
+        K = self._adapter.n_outputs
+        n = Z.shape[0]
+        eye = np.broadcast_to(np.eye(K), (n, K, K)).reshape(n * K, K)
+        Zrep = Z[np.repeat(np.arange(n), K)]
+        return self._left(Zrep, eye)
+
+    # ------------------------------------------------------------ scoring
+    def score_influence(self, X, y, *, top_k=None, kind="loss"):
+        """Estimated change of each test loss if each training row were left out.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_test, n_features)
+            Test rows, raw.
+        y : array-like of shape (n_test,)
+            Their targets.
+        top_k : int, default=None
+            If given, return only the ``top_k`` most helpful training rows of
+            each test row (``-top_k``: the most harmful), without holding the
+            full matrix.
+        kind : {"loss"}, default="loss"
+            What is measured: the test loss.
+
+        Returns
+        -------
+        influence : ndarray of shape (n_test, n_train)
+            Entry ``[i, j]`` estimates ``L(z_i; θ̂ without row j) − L(z_i; θ̂)``
+            in the test loss's own units (squared error, log-loss, smooth
+            hinge). Positive: row j helps test row i; negative: it hurts.
+        (indices, values) : tuple of ndarrays of shape (n_test, abs(top_k))
+            When ``top_k`` is given: training-row indices and their scores,
+            most helpful first (``top_k > 0``) or most harmful first
+            (``top_k < 0``).
+        """
+        if kind != "loss":
+            raise ValueError(f"kind must be 'loss'; got {kind!r}.")
+        top_k = self._check_top_k(top_k)
+        Z, y_enc, raw = self._prepare(X, y)
+        a = self._adapter
+        if self.estimate == "newton":
+            L = self._left_newton(Z)
+            finish = NewtonLossChange(a.loss, y_enc, raw)
+        else:
+            L = self._left(Z, a.user_grad(y_enc, raw))
+            finish = None
+        return score_train_rows(
+            L, self._Z, self._train_weights(), finish=finish, top_k=top_k,
+            n_jobs=self.n_jobs, verbose=self.verbose, n_out=Z.shape[0],
+        )
+
+    def _check_top_k(self, top_k):
+        if top_k is None:
+            return None
+        if not isinstance(top_k, Integral) or isinstance(top_k, bool) or top_k == 0:
+            raise ValueError(
+                f"top_k must be a non-zero integer (negative for the most "
+                f"harmful rows) or None; got {top_k!r}."
+            )
+        if abs(top_k) > self.n_train_:
+            raise ValueError(
+                f"abs(top_k)={abs(top_k)} exceeds the number of training rows "
+                f"n_train_={self.n_train_}."
+            )
+        return int(top_k)
+
+    def influence_on_params(self, X, y, sample_weight=None):
+        """Estimated parameter change ``θ̂_{-j} − θ̂`` if each row were left out.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_rows, n_features)
+            Rows, raw; usually the training rows.
+        y : array-like of shape (n_rows,)
+            Their targets.
+        sample_weight : array-like of shape (n_rows,), default=None
+            Their weights in the training objective.
+
+        Returns
+        -------
+        delta : ndarray of shape (n_rows, n_params_)
+            Parameter changes in the layout of ``theta_`` (for each output its
+            coefficients, then its intercept).
+        """
+        Z, y_enc, raw = self._prepare(X, y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, Z)
+        W, _ = self._row_weights(Z, y_enc, raw, sample_weight)
+        return _newton.param_shifts(self._solver, Z, W)
+
+    def self_influence(self, X=None, y=None, sample_weight=None):
+        """Estimated increase of each row's own loss if it were left out.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_rows, n_features), default=None
+            Rows, raw. None means the training rows (with their weights).
+        y : array-like of shape (n_rows,), default=None
+            Their targets; required with X.
+        sample_weight : array-like of shape (n_rows,), default=None
+            Their weights, when X is given.
+
+        Returns
+        -------
+        self_influence : ndarray of shape (n_rows,)
+            In the loss's units; large values flag mislabelled or atypical
+            rows.
+        """
+        check_is_fitted(self, "theta_")
+        a = self._adapter
+        if X is None:
+            if y is not None:
+                raise ValueError("y was given without X; pass both or neither.")
+            self._check_unchanged()
+            Z, y_enc, raw = self._Z, self._y, self._raw
+            if self.estimate == "newton":
+                W, A = self._newton_v, self._A
+            else:
+                W, A = self._train_weights(), None
+        else:
+            if y is None:
+                raise ValueError("self_influence needs y together with X.")
+            Z, y_enc, raw = self._prepare(X, y)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, Z)
+            W, A = self._row_weights(Z, y_enc, raw, sample_weight)
+        if A is None:
+            A = _newton.diag_blocks(self._solver, Z, a.n_outputs)
+        shift = np.einsum("jkl,jl->jk", A, W)
+        if self.estimate == "newton":
+            return a.loss_from_raw(y_enc, raw + shift) - a.loss_from_raw(y_enc, raw)
+        return np.sum(a.user_grad(y_enc, raw) * shift, axis=1)
+
+    def transform(self, X):
+        """Label-free influence of each training row on the output at X.
+
+        The output is the decision value of the class the model predicts
+        (for binary models the signed margin toward it; for regressors the
+        prediction).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Rows, raw.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_train_)
+            Entry ``[i, j]`` estimates ``f_i(θ̂) − f_i(θ̂ without row j)``:
+            how much row j pushes the output toward the predicted class (or
+            up, for regressors). Positive: row j supports the prediction.
+        """
+        Z, _, raw = self._prepare(X)
+        G = self._output_grad(raw)
+        return score_train_rows(
+            self._left(Z, G), self._Z, self._train_weights(), sign=-1,
+            n_jobs=self.n_jobs, verbose=self.verbose,
+        )
+
+    def _output_grad(self, raw):
+        """Gradient of the measured output with respect to raw predictions."""
+        n, K = raw.shape
+        if self._adapter.classes is None:
+            return np.ones((n, K))
+        if K == 1:
+            return np.where(raw >= 0, 1.0, -1.0) if len(self.classes_) == 2 else (
+                np.ones((n, 1)))
+        G = np.zeros((n, K))
+        G[np.arange(n), np.argmax(raw, axis=1)] = 1.0
+        return G
+
+    @property
+    def _n_features_out(self):
+        return self.n_train_
+
+    # ------------------------------------------------------------ delegation
+    @available_if(_estimator_has("predict"))
+    def predict(self, X):
+        """Predict with the fitted model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Rows, raw.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            The model's predictions.
+        """
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict(self._validate_X(X, reset=False))
+
+    @available_if(_estimator_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities of the fitted model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Rows, raw.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            The model's class probabilities.
+        """
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_proba(self._validate_X(X, reset=False))
+
+    @available_if(_estimator_has("predict_log_proba"))
+    def predict_log_proba(self, X):
+        """Log class probabilities of the fitted model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Rows, raw.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            The model's log class probabilities.
+        """
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.predict_log_proba(self._validate_X(X, reset=False))
+
+    @available_if(_estimator_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of the fitted model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Rows, raw.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The model's decision values.
+        """
+        check_is_fitted(self, "estimator_")
+        return self.estimator_.decision_function(self._validate_X(X, reset=False))
+
+    @available_if(_estimator_has("score"))
+    def score(self, X, y, sample_weight=None):
+        """The fitted model's own score (accuracy or R²) on (X, y).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Rows, raw.
+        y : array-like of shape (n_samples,)
+            True targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            The wrapped model's ``score``.
+        """
+        check_is_fitted(self, "estimator_")
+        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return self.estimator_.score(self._validate_X(X, reset=False), y, **kwargs)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = self.estimator
+        if type(inner).__name__ == "FrozenEstimator":
+            inner = inner.estimator
+        inner_tags = inner.__sklearn_tags__()
+        tags.estimator_type = inner_tags.estimator_type
+        tags.classifier_tags = inner_tags.classifier_tags
+        tags.regressor_tags = inner_tags.regressor_tags
+        tags.input_tags.sparse = inner_tags.input_tags.sparse
+        tags.target_tags.required = True
+        return tags

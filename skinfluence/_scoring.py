@@ -1,0 +1,93 @@
+"""Chunked, parallel scoring over training rows, with streaming top-k.
+
+Every score is ``finish(right_contract(L, Z_train[rows], W[rows]))``: L holds
+rows of ``H^-1`` applied to test gradients (or test features), W per-row
+weights of the training gradients; ``finish`` turns raw-prediction shifts
+into loss changes for the Newton estimate.  Work is split over training rows
+in chunks sized by scikit-learn's ``working_memory`` and dispatched with
+joblib, so ``joblib.parallel_config(backend="dask")`` spreads it on a cluster.
+"""
+
+import numpy as np
+from sklearn.utils import gen_batches
+from sklearn.utils.parallel import Parallel, delayed
+
+from .models._glm import right_contract
+from .utils._compat import get_chunk_n_rows
+
+
+class NewtonLossChange:
+    """Turn raw shifts (n_test * K, n_chunk) into exact test-loss changes."""
+
+    def __init__(self, loss, y_test, raw_test):
+        self.loss = loss
+        self.y_test = y_test
+        self.raw_test = raw_test
+        self.base = loss.user_loss(y_test, raw_test)
+
+    def __call__(self, block):
+        n_test, K = self.raw_test.shape
+        n_c = block.shape[1]
+        shift = block.reshape(n_test, K, n_c).transpose(0, 2, 1)
+        raw = (self.raw_test[:, None, :] + shift).reshape(-1, K)
+        y = np.repeat(self.y_test, n_c)
+        new = self.loss.user_loss(y, raw).reshape(n_test, n_c)
+        return new - self.base[:, None]
+
+
+def _block(L, Z, W, finish, sign):
+    out = right_contract(L, Z, W)
+    if finish is not None:
+        out = finish(out)
+    return out if sign == 1 else -out
+
+
+def _top_block(L, Z, W, finish, sign, start, k):
+    return _top_k(_block(L, Z, W, finish, sign), k, offset=start)
+
+
+def _top_k(values, k, offset=0, indices=None):
+    """The |k| largest (k > 0) or smallest (k < 0) entries of each row."""
+    n = values.shape[1]
+    m = min(abs(k), n)
+    key = -values if k > 0 else values
+    part = np.argpartition(key, m - 1, axis=1)[:, :m] if m < n else (
+        np.broadcast_to(np.arange(n), values.shape).copy())
+    vals = np.take_along_axis(values, part, axis=1)
+    idx = part + offset if indices is None else np.take_along_axis(indices, part, 1)
+    return idx, vals
+
+
+def _sort_top(idx, vals, k):
+    order = np.argsort(-vals if k > 0 else vals, axis=1, kind="stable")
+    return np.take_along_axis(idx, order, 1), np.take_along_axis(vals, order, 1)
+
+
+def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
+                     verbose=0, n_out=None):
+    """Scores of every test row against every training row, chunked.
+
+    Returns the (n_out, n_train) matrix, or ``(indices, values)`` of shape
+    (n_out, |top_k|) sorted from the most helpful (top_k > 0) or the most
+    harmful (top_k < 0), without holding the full matrix.
+    """
+    n_train = Z.shape[0]
+    n_out = L.shape[0] if n_out is None else n_out
+    # Per training row a chunk holds L's product and its finished scores.
+    row_bytes = 8 * (L.shape[0] + 2 * n_out)
+    chunk = get_chunk_n_rows(row_bytes=row_bytes, max_n_rows=n_train)
+    batches = gen_batches(n_train, chunk)
+    parallel = Parallel(n_jobs=n_jobs, verbose=verbose, return_as="generator")
+    if top_k is None:
+        blocks = parallel(delayed(_block)(L, Z[b], W[b], finish, sign) for b in batches)
+        return np.hstack(list(blocks))
+    idx = np.empty((n_out, 0), dtype=np.intp)
+    vals = np.empty((n_out, 0))
+    for b_idx, b_vals in parallel(
+        delayed(_top_block)(L, Z[b], W[b], finish, sign, b.start, top_k)
+        for b in batches
+    ):
+        idx = np.hstack([idx, b_idx])
+        vals = np.hstack([vals, b_vals])
+        idx, vals = _top_k(vals, top_k, indices=idx)
+    return _sort_top(idx, vals, top_k)

@@ -1,0 +1,376 @@
+"""Shared algebra of generalised linear models.
+
+A GLM here has ``K`` linear outputs (``K = 1`` for regression and binary
+classification, ``K = n_classes`` for softmax or one-vs-rest), a parameter
+matrix ``W`` of shape ``(K, p')`` flattened row-major into ``theta`` with the
+intercept last in each row, and augmented features ``z = [x, 1]``.  Its
+training objective is written in sum form::
+
+    J(theta) = sum_j s_j * l(y_j, raw_j) + 1/2 * theta' diag(penalty) theta
+
+where ``raw_j = W z_j`` and ``s_j`` carries ``C``, ``sample_weight`` and
+``class_weight``.  Row ``j``'s gradient is ``g_j (x) z_j`` and its Hessian
+``D_j (x) z_j z_j'`` with ``g_j = dl/draw`` (K,) and ``D_j`` (K, K): nothing
+of size ``(n_rows, n_params)`` is ever formed.
+"""
+
+import copy
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg.blas import dsyrk
+from scipy.special import expit, log_expit, logsumexp, softmax
+
+from ._base import ModelAdapter
+
+# --------------------------------------------------------------------------
+# Pointwise losses.  ``objective_*`` is the loss inside J (training scale, the
+# "half" squared error is fine); ``user_*`` is the loss reported to users, in
+# real units (full squared error, log-loss, (smooth) hinge).
+# --------------------------------------------------------------------------
+
+
+class SquaredLoss:
+    """Least squares: J uses 1/2 (y - raw)^2, users see (y - raw)^2."""
+
+    name = "squared_error"
+
+    def objective_grad_hess(self, y, raw):
+        grad = raw - y.reshape(raw.shape)
+        hess = np.ones((raw.shape[0], raw.shape[1], 1))
+        return grad, hess
+
+    def objective_loss(self, y, raw):
+        return 0.5 * np.sum((raw - y.reshape(raw.shape)) ** 2, axis=1)
+
+    def user_loss(self, y, raw):
+        return np.sum((raw - y.reshape(raw.shape)) ** 2, axis=1)
+
+    def user_grad(self, y, raw):
+        return 2.0 * (raw - y.reshape(raw.shape))
+
+
+class MarginLoss:
+    """A loss of the margin ``m = y_pm * raw`` with ``y_pm`` in {-1, +1}.
+
+    Binary models have one output; one-vs-rest models (``K > 1`` outputs) sum
+    one binary loss per class, so their ``D_j`` is diagonal.
+
+    Parameters
+    ----------
+    kind : {"log_loss", "squared_hinge", "smooth_hinge"}
+    t : float, default=None
+        Temperature of the smooth hinge ``t * log(1 + exp((1 - m) / t))``
+        (Koh & Liang 2017, sec. 4.2), which tends to the hinge as t -> 0.
+    """
+
+    def __init__(self, kind, t=None):
+        self.kind = kind
+        self.t = t
+        self.name = kind
+
+    def _margins(self, y, raw):
+        # y holds class indices; binary: one output, positive class 1.
+        if raw.shape[1] == 1:
+            y_pm = np.where(y == 1, 1.0, -1.0)[:, None]
+        else:
+            y_pm = np.where(y[:, None] == np.arange(raw.shape[1]), 1.0, -1.0)
+        return y_pm, y_pm * raw
+
+    def _phi(self, m):
+        if self.kind == "log_loss":
+            return -log_expit(m)
+        if self.kind == "squared_hinge":
+            return np.maximum(0.0, 1.0 - m) ** 2
+        u = (1.0 - m) / self.t
+        return self.t * np.logaddexp(0.0, u)
+
+    def _dphi(self, m):
+        if self.kind == "log_loss":
+            p = expit(-m)
+            return -p, p * (1.0 - p)
+        if self.kind == "squared_hinge":
+            slack = np.maximum(0.0, 1.0 - m)
+            return -2.0 * slack, 2.0 * (slack > 0)
+        p = expit((1.0 - m) / self.t)
+        return -p, p * (1.0 - p) / self.t
+
+    def objective_grad_hess(self, y, raw):
+        y_pm, m = self._margins(y, raw)
+        d1, d2 = self._dphi(m)
+        n, K = raw.shape
+        hess = np.zeros((n, K, K))
+        hess[:, np.arange(K), np.arange(K)] = d2
+        return y_pm * d1, hess
+
+    def objective_loss(self, y, raw):
+        return np.sum(self._phi(self._margins(y, raw)[1]), axis=1)
+
+    user_loss = objective_loss
+
+    def user_grad(self, y, raw):
+        y_pm, m = self._margins(y, raw)
+        return y_pm * self._dphi(m)[0]
+
+
+class SoftmaxLoss:
+    """Multinomial log-loss ``logsumexp(raw) - raw[y]`` over K classes."""
+
+    name = "log_loss"
+
+    def objective_grad_hess(self, y, raw):
+        proba = softmax(raw, axis=1)
+        grad = proba.copy()
+        grad[np.arange(raw.shape[0]), y] -= 1.0
+        hess = -proba[:, :, None] * proba[:, None, :]
+        K = raw.shape[1]
+        hess[:, np.arange(K), np.arange(K)] += proba
+        return grad, hess
+
+    def objective_loss(self, y, raw):
+        return logsumexp(raw, axis=1) - raw[np.arange(raw.shape[0]), y]
+
+    user_loss = objective_loss
+
+    def user_grad(self, y, raw):
+        return self.objective_grad_hess(y, raw)[0]
+
+
+# --------------------------------------------------------------------------
+# Feature algebra on Z (dense or sparse, augmented with the intercept column)
+# --------------------------------------------------------------------------
+
+
+def augment(X, fit_intercept):
+    """Append the intercept column of ones; keeps sparse input sparse."""
+    if not fit_intercept:
+        return X.tocsr() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+    if sp.issparse(X):
+        ones = sp.csr_matrix(np.ones((X.shape[0], 1)))
+        return sp.hstack([X, ones], format="csr", dtype=np.float64)
+    Z = np.empty((X.shape[0], X.shape[1] + 1))
+    Z[:, :-1] = X
+    Z[:, -1] = 1.0
+    return Z
+
+
+def weighted_gram(Z, w):
+    """``Z' diag(w) Z`` as a dense array, for ``w >= 0`` or any sign."""
+    if sp.issparse(Z):
+        return np.asarray((Z.T @ Z.multiply(w[:, None])).todense())
+    if np.all(w >= 0):
+        # syrk computes one triangle: half the flops of Z.T @ (w * Z).
+        A = np.sqrt(w)[:, None] * Z
+        G = dsyrk(1.0, A, trans=1, lower=0)
+        return np.triu(G) + np.triu(G, 1).T
+    return Z.T @ (w[:, None] * Z)
+
+
+def right_contract(L, Z, W):
+    """``out[m, j] = sum_l (L[m, l-block] . z_j) * W[j, l]``.
+
+    L is (m, K * p') dense, Z (n_chunk, p') dense or sparse and W (n_chunk, K).
+    This is the one kernel behind every score: a (test) row of H^-1 applied
+    to training rows ``w_j (x) z_j`` without forming them.
+    """
+    K = W.shape[1]
+    p = Z.shape[1]
+    out = None
+    for k in range(K):
+        block = L[:, k * p : (k + 1) * p]
+        prod = (Z @ block.T).T if sp.issparse(Z) else block @ Z.T
+        prod = np.asarray(prod) * W[:, k]
+        out = prod if out is None else out + prod
+    return out
+
+
+def kron_rows(W, Z):
+    """Rows ``w_j (x) z_j`` of shape (n, K * p'), dense; for small row counts."""
+    Zd = Z.toarray() if sp.issparse(Z) else Z
+    return (W[:, :, None] * Zd[:, None, :]).reshape(Zd.shape[0], -1)
+
+
+class GLMAdapter(ModelAdapter):
+    """Analytic derivatives of a fitted linear model.
+
+    Parameters
+    ----------
+    coef : ndarray of shape (K, n_features)
+    intercept : ndarray of shape (K,) or None
+        None when the model has no intercept.
+    loss : SquaredLoss, MarginLoss or SoftmaxLoss
+    scale : float
+        Common factor of every ``s_j`` (``C`` or ``1 / n``).
+    penalty : ndarray of shape (n_params,)
+        Diagonal of the penalty matrix Lambda.
+    classes : ndarray or None
+    class_weight : ndarray of shape (n_classes,) or None
+        Per-class factor of ``s_j``, indexed by encoded label.
+    smooth : bool
+        False for models fitted with the (non-smooth) hinge: their objective
+        is only approximated by the smooth hinge, so stationarity is not
+        checked.
+    """
+
+    family = "glm"
+
+    def __init__(self, *, estimator, coef, intercept, loss, scale, penalty,
+                 classes=None, class_weight=None, smooth=True,
+                 description=""):
+        self.estimator = estimator
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = None if intercept is None else np.asarray(
+            intercept, dtype=np.float64)
+        self.loss = loss
+        self.scale = float(scale)
+        self.penalty = np.asarray(penalty, dtype=np.float64)
+        self.classes = classes
+        self.class_weight = class_weight
+        self.smooth = smooth
+        self.description = description
+
+    # ---- parameters -----------------------------------------------------
+    @property
+    def fit_intercept(self):
+        return self.intercept is not None
+
+    @property
+    def n_outputs(self):
+        return self.coef.shape[0]
+
+    @property
+    def n_params(self):
+        return self.coef.size + (0 if self.intercept is None else self.intercept.size)
+
+    @property
+    def theta(self):
+        if self.intercept is None:
+            return self.coef.ravel().copy()
+        return np.hstack([self.coef, self.intercept[:, None]]).ravel()
+
+    def read_theta(self):
+        """Parameters as the wrapped model holds them now, in ``theta`` layout."""
+        coef = np.asarray(self.estimator.coef_, dtype=np.float64)
+        if coef.size != self.coef.size:
+            return coef.ravel()
+        coef = coef.reshape(self.coef.shape)
+        if self.intercept is None:
+            return coef.ravel()
+        intercept = np.ravel(self.estimator.intercept_)[: self.intercept.size]
+        return np.hstack([coef, np.asarray(intercept, float)[:, None]]).ravel()
+
+    def with_theta(self, theta):
+        """A copy of this adapter at other parameters (same objective)."""
+        K = self.n_outputs
+        W = np.asarray(theta, dtype=np.float64).reshape(K, -1)
+        new = copy.copy(self)
+        if self.intercept is None:
+            new.coef = W.copy()
+        else:
+            new.coef, new.intercept = W[:, :-1].copy(), W[:, -1].copy()
+        return new
+
+    def null_space(self):
+        """Orthonormal basis of directions the objective cannot see, or None.
+
+        Softmax raw predictions do not change when the same vector is added to
+        every class's weights; the penalty removes that freedom only on the
+        coordinates it covers (not on unpenalised intercepts).
+        """
+        if not isinstance(self.loss, SoftmaxLoss):
+            return None
+        K = self.n_outputs
+        p = self.n_params // K
+        free = np.flatnonzero(self.penalty[:p] == 0)
+        if free.size == 0:
+            return None
+        basis = np.zeros((self.n_params, free.size))
+        for i, f in enumerate(free):
+            basis[f::p, i] = 1.0 / np.sqrt(K)
+        return basis
+
+    # ---- data -------------------------------------------------------------
+    def features(self, X):
+        return augment(X, self.fit_intercept)
+
+    def encode_y(self, y):
+        y = np.asarray(y)
+        if self.classes is None:
+            y = y.astype(np.float64)
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y.ravel()
+            if y.ndim != 1:
+                raise ValueError(
+                    f"y must be 1-D for this regressor; got shape {y.shape}."
+                )
+            return y
+        y = y.ravel() if (y.ndim == 2 and y.shape[1] == 1) else y
+        idx = np.searchsorted(self.classes, y)
+        idx = np.clip(idx, 0, len(self.classes) - 1)
+        bad = self.classes[idx] != y
+        if np.any(bad):
+            unseen = np.unique(y[bad])[:5]
+            raise ValueError(
+                f"y contains labels the model never saw: {unseen.tolist()}; "
+                f"the model's classes_ are {self.classes.tolist()}."
+            )
+        return idx
+
+    def row_scale(self, y_enc, sample_weight=None):
+        s = np.full(y_enc.shape[0], self.scale)
+        if sample_weight is not None:
+            s = s * sample_weight
+        if self.class_weight is not None:
+            s = s * self.class_weight[y_enc]
+        return s
+
+    def raw_prediction(self, Z):
+        W = self.coef
+        if self.intercept is not None:
+            W = np.hstack([W, self.intercept[:, None]])
+        raw = Z @ W.T
+        return np.asarray(raw)
+
+    # ---- derivatives ------------------------------------------------------
+    def pointwise_grad_hess(self, y_enc, raw):
+        return self.loss.objective_grad_hess(y_enc, raw)
+
+    def loss_from_raw(self, y_enc, raw):
+        return self.loss.user_loss(y_enc, raw)
+
+    def user_grad(self, y_enc, raw):
+        return self.loss.user_grad(y_enc, raw)
+
+    def objective_gradient(self, Z, y_enc, s):
+        grad, _ = self.pointwise_grad_hess(y_enc, self.raw_prediction(Z))
+        G = np.asarray(Z.T @ (s[:, None] * grad)).T  # (K, p')
+        return G.ravel() + self.penalty * self.theta
+
+    def objective_value(self, Z, y_enc, s):
+        loss = self.loss.objective_loss(y_enc, self.raw_prediction(Z))
+        return float(s @ loss + 0.5 * self.theta @ (self.penalty * self.theta))
+
+    def hessian(self, Z, s, hess):
+        """Dense ``sum_j s_j D_j (x) z_j z_j' + diag(penalty)``."""
+        K = self.n_outputs
+        p = Z.shape[1]
+        H = np.zeros((K * p, K * p))
+        for k in range(K):
+            for m in range(k, K):
+                block = weighted_gram(Z, s * hess[:, k, m])
+                H[k * p:(k + 1) * p, m * p:(m + 1) * p] = block
+                if m != k:
+                    H[m * p:(m + 1) * p, k * p:(k + 1) * p] = block.T
+        H[np.diag_indices_from(H)] += self.penalty
+        return H
+
+    def hvp(self, Z, s, hess, V):
+        """``H @ V`` without forming H; V has shape (n_params, k)."""
+        K = self.n_outputs
+        p = Z.shape[1]
+        V3 = V.reshape(K, p, -1)
+        # raw directions: (n, K, k)
+        R = np.stack([np.asarray(Z @ V3[k]) for k in range(K)], axis=1)
+        R = np.einsum("nkl,nlc->nkc", s[:, None, None] * hess, R)
+        out = np.stack([np.asarray(Z.T @ R[:, k, :]) for k in range(K)], axis=0)
+        return out.reshape(K * p, -1) + self.penalty[:, None] * V

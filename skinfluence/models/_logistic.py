@@ -1,0 +1,112 @@
+"""Logistic models: LogisticRegression and SGDClassifier(loss="log_loss").
+
+LogisticRegression minimises, whatever its solver (see the note in
+scikit-learn's ``_logistic_regression_path``)::
+
+    C * sum_j sw_j cw_{y_j} l(y_j, raw_j) + 1/2 ||w||^2
+
+with the intercept unpenalised, except for liblinear, which appends a
+synthetic feature of value ``intercept_scaling`` and penalises its weight
+``b / intercept_scaling`` like any other: ``1/2 (b / intercept_scaling)^2``.
+Binary problems use the logistic loss on one output, multiclass ones the
+softmax over K outputs (every solver but liblinear).
+
+SGDClassifier minimises ``1/n sum_j sw_j cw_{y_j} l + alpha/2 ||w||^2``, one
+binary problem per class (one-vs-rest) when there are more than two.
+"""
+
+import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
+
+from ._glm import GLMAdapter, MarginLoss, SoftmaxLoss
+from ._linear import _penalty_vector
+
+
+def effective_logistic_penalty(est):
+    """The penalty scikit-learn applies: "l2", "l1", "elasticnet" or None."""
+    penalty = getattr(est, "penalty", "deprecated")
+    if penalty == "deprecated":
+        l1_ratio = getattr(est, "l1_ratio", 0.0)
+        if l1_ratio is None or l1_ratio == 0:
+            penalty = "l2"
+        elif l1_ratio == 1:
+            penalty = "l1"
+        else:
+            penalty = "elasticnet"
+        if est.C == np.inf:
+            penalty = None
+    return penalty
+
+
+def resolve_class_weight(est, y, sample_weight, *, use_sample_weight=True):
+    """Per-class weight factors as scikit-learn computes them at fit."""
+    if est.class_weight is None:
+        return None
+    cw = compute_class_weight(
+        est.class_weight,
+        classes=est.classes_,
+        y=y,
+        sample_weight=sample_weight if use_sample_weight else None,
+    )
+    return np.asarray(cw, dtype=np.float64)
+
+
+def logistic_adapter(est, y, sample_weight, n_train):
+    name = type(est).__name__
+    classes = np.asarray(est.classes_)
+    coef = np.asarray(est.coef_, dtype=np.float64)
+    fit_intercept = bool(est.fit_intercept)
+    intercept = (
+        np.asarray(est.intercept_, dtype=np.float64).ravel() if fit_intercept else None
+    )
+    if name == "LogisticRegression":
+        penalty = effective_logistic_penalty(est)
+        if penalty not in ("l2", None):
+            raise ValueError(
+                f"LogisticRegression with penalty {penalty!r} is not supported: "
+                "l1 terms are not twice differentiable. Use an l2 penalty "
+                "(l1_ratio=0) or none (C=np.inf)."
+            )
+        strength = 1.0 if penalty == "l2" else 0.0
+        scale = est.C if penalty == "l2" else 1.0
+        intercept_strength = 0.0
+        if est.solver == "liblinear" and fit_intercept:
+            intercept_strength = 1.0 / est.intercept_scaling**2
+        loss = MarginLoss("log_loss") if len(classes) == 2 else SoftmaxLoss()
+        cw = resolve_class_weight(est, y, sample_weight)
+        desc = f"LogisticRegression ({'binary' if len(classes) == 2 else 'softmax'})"
+    else:  # SGDClassifier(loss="log_loss")
+        strength, scale, intercept_strength, cw = _sgd_settings(est, y, n_train)
+        loss = MarginLoss("log_loss")
+        desc = "SGDClassifier: log-loss" + (" one-vs-rest" if len(classes) > 2 else "")
+    return GLMAdapter(
+        estimator=est,
+        coef=coef,
+        intercept=intercept,
+        loss=loss,
+        scale=scale,
+        penalty=np.tile(
+            _penalty_vector(strength, coef.shape[1], fit_intercept, intercept_strength),
+            coef.shape[0],
+        ),
+        classes=classes,
+        class_weight=cw,
+        description=desc,
+    )
+
+
+def _sgd_settings(est, y, n_train):
+    """Penalty strength, row scale, intercept penalty and class weights of SGD."""
+    if est.penalty not in ("l2", None):
+        raise ValueError(
+            f"SGDClassifier(penalty={est.penalty!r}) is not supported: l1 terms "
+            "are not twice differentiable; use penalty='l2' or None."
+        )
+    cw = resolve_class_weight(est, y, None, use_sample_weight=False)
+    if cw is not None and len(est.classes_) > 2:
+        raise ValueError(
+            "SGDClassifier with class_weight on more than two classes weights "
+            "each one-vs-rest problem differently; this is not supported."
+        )
+    strength = est.alpha if est.penalty == "l2" else 0.0
+    return strength, 1.0 / n_train, 0.0, cw
