@@ -263,14 +263,62 @@ class InfluenceEstimator(
         self.solver_info_ = dict(solver.info_)
 
         self._Z, self._y, self._s = Z, y_enc, s
-        self._raw, self._grad, self._hess = raw, grad, hess
-        self._sample_weight = sample_weight
-        self._newton_v = None
-        if self.estimate == "newton":
-            A = _newton.diag_blocks(solver, Z, adapter.n_outputs)
-            self._A = A
-            self._newton_v = _newton.newton_weights(A, s, grad, hess)
+        self._raw = raw
+        self._w_train = (np.ones(n_train) if sample_weight is None
+                         else sample_weight)
+        self._class_grad = self._class_shift = None
+        if adapter.balanced is not None:
+            # Leaving a row out re-balances the class weights of all others.
+            G = adapter.class_gradients(Z, y_enc, s, grad)
+            self._class_grad = G
+            self._class_shift = solver.solve(G)
+        self._W, self._E, self._A = self._row_terms(
+            Z, y_enc, s, grad, hess, self._w_train
+        )
         return self
+
+    def _row_terms(self, Z, y_enc, s, grad, hess, w):
+        """What the chosen estimate needs of rows treated as training rows.
+
+        Returns ``W`` (n, K): the row's parameter shift is
+        ``H^-1 sum_k W[j, k] e_k (x) z_j``; ``E`` (n, n_classes) or None: the
+        coefficients of the class-reweighting directions ``H^-1 G``; and the
+        diagonal blocks ``A_jj`` (n, K, K), computed for "newton" only.
+        """
+        a = self._adapter
+        bal = a.balanced
+        A = None
+        if self.estimate == "newton":
+            A = _newton.diag_blocks(self._solver, Z, a.n_outputs)
+        if bal is None:
+            if A is None:
+                return s[:, None] * grad, None, None
+            return _newton.newton_weights(A, s, grad, hess), None, A
+        if A is None:
+            return s[:, None] * grad, -bal.derivative(y_enc, w), None
+        delta, own = bal.removal(y_enc, w)
+        s_own = own * s
+        # H_{-j} keeps the row's own rank-K term; the others' reweighting
+        # enters through the gradient (its effect on H is neglected).
+        r = self._class_raw_shift(Z)
+        rhs = s_own[:, None] * (grad - np.einsum(
+            "jkl,jlc,jc->jk", hess, r, delta))
+        return _newton.newton_weights(A, s_own, grad, hess, rhs=rhs), -delta, A
+
+    def _class_raw_shift(self, Z):
+        """Raw-prediction shifts (n, K, n_classes) of the directions H^-1 G."""
+        K = self._adapter.n_outputs
+        HG = self._class_shift
+        return np.stack(
+            [np.asarray(Z @ HG[:, c].reshape(K, -1).T)
+             for c in range(HG.shape[1])], axis=2,
+        )
+
+    def _extra(self, L):
+        """The low-rank class-reweighting term for left rows L, or None."""
+        if self._E is None:
+            return None
+        return L @ self._class_grad, self._E
 
     def _check_stationarity(self, Z, y_enc, s, grad, model):
         """Warn when theta-hat is far from a minimiser of J on (X, y)."""
@@ -348,24 +396,7 @@ class InfluenceEstimator(
                 "InfluenceEstimator.fit (was it refitted?); call fit again."
             )
 
-    # ------------------------------------------------------------ weights
-    def _train_weights(self):
-        """Per-training-row weights W (n_train, K) of the chosen estimate."""
-        if self.estimate == "newton":
-            return self._newton_v
-        return self._s[:, None] * self._grad
-
-    def _row_weights(self, Z, y_enc, raw, sample_weight):
-        """Weights, diagonal blocks for arbitrary rows treated as training rows."""
-        a = self._adapter
-        s = a.row_scale(y_enc, sample_weight)
-        grad, hess = a.pointwise_grad_hess(y_enc, raw)
-        A = None
-        if self.estimate == "newton":
-            A = _newton.diag_blocks(self._solver, Z, a.n_outputs)
-            return _newton.newton_weights(A, s, grad, hess), A
-        return s[:, None] * grad, A
-
+    # ------------------------------------------------------------ scoring
     def _left(self, Z, G):
         """Rows ``H^-1 (G_i (x) z_i)`` for test rows: shape (n_test, n_params)."""
         return self._solver.solve(kron_rows(G, Z).T).T
@@ -418,8 +449,9 @@ class InfluenceEstimator(
             L = self._left(Z, a.user_grad(y_enc, raw))
             finish = None
         return score_train_rows(
-            L, self._Z, self._train_weights(), finish=finish, top_k=top_k,
+            L, self._Z, self._W, finish=finish, top_k=top_k,
             n_jobs=self.n_jobs, verbose=self.verbose, n_out=Z.shape[0],
+            extra=self._extra(L),
         )
 
     def _check_top_k(self, top_k):
@@ -455,11 +487,21 @@ class InfluenceEstimator(
             Parameter changes in the layout of ``theta_`` (for each output its
             coefficients, then its intercept).
         """
+        W, E, _, Z, _, _ = self._terms_for(X, y, sample_weight)
+        delta = _newton.param_shifts(self._solver, Z, W)
+        if E is not None:
+            delta += E @ self._class_shift.T
+        return delta
+
+    def _terms_for(self, X, y, sample_weight):
+        """Row terms of (X, y) treated as training rows of weight sample_weight."""
         Z, y_enc, raw = self._prepare(X, y)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, Z)
-        W, _ = self._row_weights(Z, y_enc, raw, sample_weight)
-        return _newton.param_shifts(self._solver, Z, W)
+        w = (np.ones(Z.shape[0]) if sample_weight is None
+             else _check_sample_weight(sample_weight, Z))
+        a = self._adapter
+        grad, hess = a.pointwise_grad_hess(y_enc, raw)
+        W, E, A = self._row_terms(Z, y_enc, a.row_scale(y_enc, w), grad, hess, w)
+        return W, E, A, Z, y_enc, raw
 
     def self_influence(self, X=None, y=None, sample_weight=None):
         """Estimated increase of each row's own loss if it were left out.
@@ -486,20 +528,16 @@ class InfluenceEstimator(
                 raise ValueError("y was given without X; pass both or neither.")
             self._check_unchanged()
             Z, y_enc, raw = self._Z, self._y, self._raw
-            if self.estimate == "newton":
-                W, A = self._newton_v, self._A
-            else:
-                W, A = self._train_weights(), None
+            W, E, A = self._W, self._E, self._A
         else:
             if y is None:
                 raise ValueError("self_influence needs y together with X.")
-            Z, y_enc, raw = self._prepare(X, y)
-            if sample_weight is not None:
-                sample_weight = _check_sample_weight(sample_weight, Z)
-            W, A = self._row_weights(Z, y_enc, raw, sample_weight)
+            W, E, A, Z, y_enc, raw = self._terms_for(X, y, sample_weight)
         if A is None:
             A = _newton.diag_blocks(self._solver, Z, a.n_outputs)
         shift = np.einsum("jkl,jl->jk", A, W)
+        if E is not None:
+            shift += np.einsum("jkc,jc->jk", self._class_raw_shift(Z), E)
         if self.estimate == "newton":
             return a.loss_from_raw(y_enc, raw + shift) - a.loss_from_raw(y_enc, raw)
         return np.sum(a.user_grad(y_enc, raw) * shift, axis=1)
@@ -524,10 +562,10 @@ class InfluenceEstimator(
             up, for regressors). Positive: row j supports the prediction.
         """
         Z, _, raw = self._prepare(X)
-        G = self._output_grad(raw)
+        L = self._left(Z, self._output_grad(raw))
         return score_train_rows(
-            self._left(Z, G), self._Z, self._train_weights(), sign=-1,
-            n_jobs=self.n_jobs, verbose=self.verbose,
+            L, self._Z, self._W, sign=-1, n_jobs=self.n_jobs,
+            verbose=self.verbose, extra=self._extra(L),
         )
 
     def _output_grad(self, raw):

@@ -39,9 +39,13 @@ def diag_blocks(solver, Z, K, batch_size=512):
     return A
 
 
-def newton_weights(A, s, grad, hess):
-    """``v_j = (I - s_j D_j A_jj)^-1 s_j g_j`` for every row, shape (n, K)."""
-    sg = s[:, None] * grad
+def newton_weights(A, s, grad, hess, rhs=None):
+    """``v_j = (I - s_j D_j A_jj)^-1 s_j g_j`` for every row, shape (n, K).
+
+    ``rhs`` replaces ``s_j g_j`` where the left-out row also reweights the
+    others (``class_weight="balanced"``).
+    """
+    sg = s[:, None] * grad if rhs is None else rhs
     K = grad.shape[1]
     if K == 1:
         leverage = s * hess[:, 0, 0] * A[:, 0, 0]

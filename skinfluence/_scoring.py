@@ -35,15 +35,17 @@ class NewtonLossChange:
         return new - self.base[:, None]
 
 
-def _block(L, Z, W, finish, sign):
+def _block(L, Z, W, finish, sign, extra=None):
     out = right_contract(L, Z, W)
+    if extra is not None:  # low-rank term: (E_left, E_right rows of the chunk)
+        out += extra[0] @ extra[1].T
     if finish is not None:
         out = finish(out)
     return out if sign == 1 else -out
 
 
-def _top_block(L, Z, W, finish, sign, start, k):
-    return _top_k(_block(L, Z, W, finish, sign), k, offset=start)
+def _top_block(L, Z, W, finish, sign, extra, start, k):
+    return _top_k(_block(L, Z, W, finish, sign, extra), k, offset=start)
 
 
 def _top_k(values, k, offset=0, indices=None):
@@ -64,8 +66,11 @@ def _sort_top(idx, vals, k):
 
 
 def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
-                     verbose=0, n_out=None):
+                     verbose=0, n_out=None, extra=None):
     """Scores of every test row against every training row, chunked.
+
+    ``extra = (E_left, E_right)`` adds the low-rank term ``E_left @ E_right.T``
+    (shapes (L rows, R) and (n_train, R)) before ``finish``.
 
     Returns the (n_out, n_train) matrix, or ``(indices, values)`` of shape
     (n_out, |top_k|) sorted from the most helpful (top_k > 0) or the most
@@ -78,13 +83,19 @@ def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
     chunk = get_chunk_n_rows(row_bytes=row_bytes, max_n_rows=n_train)
     batches = gen_batches(n_train, chunk)
     parallel = Parallel(n_jobs=n_jobs, verbose=verbose, return_as="generator")
+
+    def part(b):
+        return None if extra is None else (extra[0], extra[1][b])
+
     if top_k is None:
-        blocks = parallel(delayed(_block)(L, Z[b], W[b], finish, sign) for b in batches)
+        blocks = parallel(
+            delayed(_block)(L, Z[b], W[b], finish, sign, part(b)) for b in batches
+        )
         return np.hstack(list(blocks))
     idx = np.empty((n_out, 0), dtype=np.intp)
     vals = np.empty((n_out, 0))
     for b_idx, b_vals in parallel(
-        delayed(_top_block)(L, Z[b], W[b], finish, sign, b.start, top_k)
+        delayed(_top_block)(L, Z[b], W[b], finish, sign, part(b), b.start, top_k)
         for b in batches
     ):
         idx = np.hstack([idx, b_idx])

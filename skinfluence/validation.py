@@ -162,6 +162,8 @@ def _refit_newton(model, adapter, X, y, sw, j, removed, max_iter=100):
     Z = adapter.features(X)
     y_enc = adapter.encode_y(y)
     s = adapter.row_scale(y_enc, w)
+    if adapter.balanced is not None:  # re-balanced on the remaining rows
+        s = s / adapter.class_weight[y_enc] * adapter.balanced.factors(y_enc, w)[y_enc]
     current = adapter
     value = current.objective_value(Z, y_enc, s)
     for _ in range(max_iter):

@@ -206,6 +206,9 @@ class GLMAdapter(ModelAdapter):
     classes : ndarray or None
     class_weight : ndarray of shape (n_classes,) or None
         Per-class factor of ``s_j``, indexed by encoded label.
+    balanced : BalancedWeights or None
+        Set for ``class_weight="balanced"``, whose factors move when a row
+        is left out.
     smooth : bool
         False for models fitted with the (non-smooth) hinge: their objective
         is only approximated by the smooth hinge, so stationarity is not
@@ -215,7 +218,7 @@ class GLMAdapter(ModelAdapter):
     family = "glm"
 
     def __init__(self, *, estimator, coef, intercept, loss, scale, penalty,
-                 classes=None, class_weight=None, smooth=True,
+                 classes=None, class_weight=None, balanced=None, smooth=True,
                  description=""):
         self.estimator = estimator
         self.coef = np.asarray(coef, dtype=np.float64)
@@ -226,6 +229,7 @@ class GLMAdapter(ModelAdapter):
         self.penalty = np.asarray(penalty, dtype=np.float64)
         self.classes = classes
         self.class_weight = class_weight
+        self.balanced = balanced
         self.smooth = smooth
         self.description = description
 
@@ -323,6 +327,15 @@ class GLMAdapter(ModelAdapter):
         if self.class_weight is not None:
             s = s * self.class_weight[y_enc]
         return s
+
+    def class_gradients(self, Z, y_enc, s, grad):
+        """``G[:, c] = sum over class-c rows of s_j g_j (x) z_j``, (n_params, n_classes)."""
+        n_classes = len(self.classes)
+        G = np.empty((self.n_params, n_classes))
+        for c in range(n_classes):
+            sg = np.where((y_enc == c)[:, None], s[:, None] * grad, 0.0)
+            G[:, c] = np.asarray(Z.T @ sg).T.ravel()
+        return G
 
     def raw_prediction(self, Z):
         W = self.coef

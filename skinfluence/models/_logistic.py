@@ -39,16 +39,66 @@ def effective_logistic_penalty(est):
 
 
 def resolve_class_weight(est, y, sample_weight, *, use_sample_weight=True):
-    """Per-class weight factors as scikit-learn computes them at fit."""
+    """Per-class weight factors as scikit-learn computes them at fit.
+
+    Returns ``(class_weight, balanced)``. ``balanced`` is None unless
+    ``class_weight="balanced"``, whose factors depend on the training rows
+    themselves: it then holds what leaving a row out changes, the total and
+    per-class (weighted, where the estimator weights them) counts.
+    """
     if est.class_weight is None:
-        return None
-    cw = compute_class_weight(
-        est.class_weight,
-        classes=est.classes_,
-        y=y,
-        sample_weight=sample_weight if use_sample_weight else None,
-    )
-    return np.asarray(cw, dtype=np.float64)
+        return None, None
+    sw = sample_weight if use_sample_weight else None
+    cw = compute_class_weight(est.class_weight, classes=est.classes_, y=y,
+                              sample_weight=sw)
+    balanced = None
+    if isinstance(est.class_weight, str) and est.class_weight == "balanced":
+        w = np.ones(len(y)) if sw is None else np.asarray(sw, dtype=np.float64)
+        idx = np.searchsorted(est.classes_, y)
+        balanced = BalancedWeights(
+            counts=np.bincount(idx, weights=w, minlength=len(est.classes_)),
+            weighted=use_sample_weight,
+        )
+    return np.asarray(cw, dtype=np.float64), balanced
+
+
+class BalancedWeights:
+    """How ``class_weight="balanced"`` moves when a row's weight changes.
+
+    The factor of class c is ``N / (n_classes * n_c)`` with N the total and
+    ``n_c`` the class's count (weighted by ``sample_weight`` where the
+    estimator does so, as LogisticRegression and LinearSVC do; SGD counts
+    rows). Removing row j (weight w_j, class c_j) multiplies every class-c
+    row's factor by ``rho_c = (N - w_j) / N * n_c / (n_c - [c = c_j] w_j)``.
+    """
+
+    def __init__(self, counts, weighted):
+        self.counts = counts
+        self.total = counts.sum()
+        self.weighted = weighted
+
+    def factors(self, y_enc, w):
+        """The class factors scikit-learn computes on rows of weights w."""
+        w = w if self.weighted else (w > 0).astype(np.float64)
+        counts = np.bincount(y_enc, weights=w, minlength=len(self.counts))
+        return counts.sum() / (len(counts) * counts)
+
+    def removal(self, y_enc, w):
+        """``rho_c - 1`` for each row and class, and each row's own ``rho``."""
+        w = w if self.weighted else np.ones_like(w)
+        own = np.zeros((len(y_enc), len(self.counts)))
+        own[np.arange(len(y_enc)), y_enc] = w
+        rho = ((self.total - w) / self.total)[:, None] * (
+            self.counts / (self.counts - own))
+        return rho - 1.0, rho[np.arange(len(y_enc)), y_enc]
+
+    def derivative(self, y_enc, w):
+        """``d rho_c / d eps`` when row j's weight is lowered by eps * w_j."""
+        if not self.weighted:  # counts of rows do not move with weights
+            return np.zeros((len(y_enc), len(self.counts)))
+        d = np.tile((-w / self.total)[:, None], (1, len(self.counts)))
+        d[np.arange(len(y_enc)), y_enc] += w / self.counts[y_enc]
+        return d
 
 
 def logistic_adapter(est, y, sample_weight, n_train):
@@ -73,10 +123,11 @@ def logistic_adapter(est, y, sample_weight, n_train):
         if est.solver == "liblinear" and fit_intercept:
             intercept_strength = 1.0 / est.intercept_scaling**2
         loss = MarginLoss("log_loss") if len(classes) == 2 else SoftmaxLoss()
-        cw = resolve_class_weight(est, y, sample_weight)
+        cw, balanced = resolve_class_weight(est, y, sample_weight)
         desc = f"LogisticRegression ({'binary' if len(classes) == 2 else 'softmax'})"
     else:  # SGDClassifier(loss="log_loss")
-        strength, scale, intercept_strength, cw = _sgd_settings(est, y, n_train)
+        strength, scale, intercept_strength, cw, balanced = _sgd_settings(
+            est, y, n_train)
         loss = MarginLoss("log_loss")
         desc = "SGDClassifier: log-loss" + (" one-vs-rest" if len(classes) > 2 else "")
     return GLMAdapter(
@@ -91,6 +142,7 @@ def logistic_adapter(est, y, sample_weight, n_train):
         ),
         classes=classes,
         class_weight=cw,
+        balanced=balanced,
         description=desc,
     )
 
@@ -102,11 +154,11 @@ def _sgd_settings(est, y, n_train):
             f"SGDClassifier(penalty={est.penalty!r}) is not supported: l1 terms "
             "are not twice differentiable; use penalty='l2' or None."
         )
-    cw = resolve_class_weight(est, y, None, use_sample_weight=False)
+    cw, balanced = resolve_class_weight(est, y, None, use_sample_weight=False)
     if cw is not None and len(est.classes_) > 2:
         raise ValueError(
             "SGDClassifier with class_weight on more than two classes weights "
             "each one-vs-rest problem differently; this is not supported."
         )
     strength = est.alpha if est.penalty == "l2" else 0.0
-    return strength, 1.0 / n_train, 0.0, cw
+    return strength, 1.0 / n_train, 0.0, cw, balanced

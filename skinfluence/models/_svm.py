@@ -41,7 +41,7 @@ def svm_adapter(est, y, sample_weight, n_train, t):
                 "LinearSVC(multi_class='crammer_singer') is not supported; "
                 "use multi_class='ovr'."
             )
-        cw = resolve_class_weight(est, y, sample_weight)
+        cw, balanced = resolve_class_weight(est, y, sample_weight)
         if cw is not None and len(classes) > 2:
             raise ValueError(
                 "LinearSVC with class_weight on more than two classes weights "
@@ -51,7 +51,8 @@ def svm_adapter(est, y, sample_weight, n_train, t):
         intercept_strength = 1.0 / est.intercept_scaling**2 if fit_intercept else 0.0
         hinge = est.loss
     else:  # SGDClassifier(loss="hinge")
-        strength, scale, intercept_strength, cw = _sgd_settings(est, y, n_train)
+        strength, scale, intercept_strength, cw, balanced = _sgd_settings(
+            est, y, n_train)
         hinge = "hinge"
     if hinge == "squared_hinge":
         loss, smooth = MarginLoss("squared_hinge"), True
@@ -69,6 +70,7 @@ def svm_adapter(est, y, sample_weight, n_train, t):
         ),
         classes=classes,
         class_weight=cw,
+        balanced=balanced,
         smooth=smooth,
         description=f"{name}: {loss.name}",
     )

@@ -1,0 +1,136 @@
+"""Real bundled data sets and every supported model configuration.
+
+Each case is (name, factory, data name, fit keyword arguments); the data are
+(X_train, y_train, X_test, y_test), standardised where the model needs it.
+"""
+
+import functools
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+from sklearn.decomposition import PCA
+from sklearn.linear_model import (
+    LinearRegression,
+    LogisticRegression,
+    Ridge,
+    SGDClassifier,
+    SGDRegressor,
+)
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from skinfluence.models import get_adapter
+from skinfluence.validation import _refit_newton
+
+
+def _split(X, y, n_test, seed):
+    order = np.random.default_rng(seed).permutation(len(y))
+    test, train = order[:n_test], order[n_test:]
+    return X[train], y[train], X[test], y[test]
+
+
+@functools.cache
+def load(name):
+    if name == "cancer":  # 549 training rows, 30 standardised features
+        X, y = load_breast_cancer(return_X_y=True)
+        return _split(StandardScaler().fit_transform(X), y, 20, seed=0)
+    if name == "diabetes":  # regression, features scaled by scikit-learn
+        X, y = load_diabetes(return_X_y=True)
+        return _split(X, y, 20, seed=0)
+    if name == "diabetes_std":  # standardised target too, for SGD
+        X, y = load_diabetes(return_X_y=True)
+        X = StandardScaler().fit_transform(X)
+        return _split(X, (y - y.mean()) / y.std(), 20, seed=0)
+    if name == "diabetes_bin":  # not separable: fits without penalty exist
+        X, y = load_diabetes(return_X_y=True)
+        X = StandardScaler().fit_transform(X)
+        return _split(X, (y > np.median(y)).astype(int), 20, seed=0)
+    if name == "diabetes_3":  # three classes, not separable
+        X, y = load_diabetes(return_X_y=True)
+        X = StandardScaler().fit_transform(X)
+        return _split(X, np.digitize(y, np.quantile(y, [1 / 3, 2 / 3])), 20, seed=0)
+    if name == "digits":  # ten classes, pixels in [0, 1]
+        X, y = load_digits(return_X_y=True)
+        Xtr, ytr, Xte, yte = _split(X / 16.0, y, 10, seed=1)
+        return Xtr[:1200], ytr[:1200], Xte, yte
+    if name == "digits_pca5":  # ten classes in 5 dimensions: not separable
+        Xtr, ytr, Xte, yte = load("digits")
+        pca = PCA(n_components=5, random_state=0).fit(Xtr)
+        return pca.transform(Xtr), ytr, pca.transform(Xte), yte
+    if name == "digits17":
+        X, y = load_digits(return_X_y=True)
+        keep = (y == 1) | (y == 7)
+        return _split(X[keep] / 16.0, y[keep], 20, seed=1)
+    raise KeyError(name)
+
+
+def weights(name):
+    n = len(load(name)[1])
+    return np.random.default_rng(3).uniform(0.5, 2.0, n)
+
+
+_SGD = dict(random_state=0, max_iter=3000, tol=None, average=True)
+# Default regularisation, tight solver tolerances: the estimates are taken at
+# the fitted parameters, the truth between exact optima.
+_LR = dict(tol=1e-10, max_iter=10_000)
+_SVC = dict(tol=1e-10, max_iter=100_000)
+
+# name, factory, data, uses sample_weight
+CASES = [
+    ("LinearRegression", lambda: LinearRegression(), "diabetes", False),
+    ("LinearRegression-noint", lambda: LinearRegression(fit_intercept=False),
+     "diabetes", False),
+    ("Ridge", lambda: Ridge(), "diabetes", False),
+    ("Ridge-noint-sw", lambda: Ridge(alpha=0.1, fit_intercept=False), "diabetes",
+     True),
+    ("SGDRegressor", lambda: SGDRegressor(alpha=1e-3, **_SGD), "diabetes_std",
+     False),
+    ("Logistic", lambda: LogisticRegression(**_LR), "cancer", False),
+    ("Logistic-C0.05-sw", lambda: LogisticRegression(C=0.05, **_LR), "cancer", True),
+    ("Logistic-balanced", lambda: LogisticRegression(class_weight="balanced", **_LR),
+     "cancer", False),
+    ("Logistic-noint", lambda: LogisticRegression(fit_intercept=False, **_LR), "cancer",
+     False),
+    ("Logistic-liblinear", lambda: LogisticRegression(
+        solver="liblinear", intercept_scaling=2.0, **_LR), "cancer", False),
+    ("Logistic-nopenalty", lambda: LogisticRegression(C=np.inf, **_LR), "diabetes_bin",
+     False),
+    ("Softmax", lambda: LogisticRegression(**_LR), "digits", False),
+    ("Softmax-sw", lambda: LogisticRegression(**_LR), "digits", True),
+    ("Softmax-nopenalty-sw", lambda: LogisticRegression(C=np.inf, **_LR),
+     "digits_pca5", True),
+    ("SGDClassifier-log", lambda: SGDClassifier(loss="log_loss", alpha=1e-2, **_SGD),
+     "cancer", False),
+    ("LinearSVC", lambda: LinearSVC(**_SVC), "diabetes_bin", False),
+    ("LinearSVC-ovr", lambda: LinearSVC(C=0.1, **_SVC), "diabetes_3", False),
+    ("LinearSVC-hinge", lambda: LinearSVC(loss="hinge", **_SVC), "cancer",
+     False),
+    ("SGDClassifier-hinge", lambda: SGDClassifier(loss="hinge", alpha=1e-2, **_SGD),
+     "cancer", False),
+]
+
+SMOOTH = [c for c in CASES if "hinge" not in c[0] and "SVC" not in c[0]]
+LEAST_SQUARES = [c for c in CASES if c[2].startswith("diabetes") and "Reg" in c[0]
+                 or c[0].startswith("Ridge")]
+
+
+@functools.cache
+def fitted(case, polish=True):
+    """The case's model fitted on its training data, and the data.
+
+    SGD stops near, not at, the optimum of its objective; with ``polish`` its
+    parameters are moved to the exact optimum (Newton's method on the same
+    objective), so that fidelity tests measure the estimates, not SGD.
+    """
+    name, factory, data, use_sw = case
+    Xtr, ytr, Xte, yte = load(data)
+    sw = weights(data) if use_sw else None
+    model = factory().fit(Xtr, ytr, sample_weight=sw)
+    if polish and name.startswith("SGD") and "hinge" not in name:
+        adapter = get_adapter(model, y=ytr, sample_weight=sw, n_train=len(ytr))
+        theta = _refit_newton(model, adapter, Xtr, ytr, np.ones(len(ytr)) if sw is
+                              None else sw, 0, 0.0)
+        W = theta.reshape(adapter.n_outputs, -1)
+        model.coef_ = W[:, :-1].reshape(model.coef_.shape).copy()
+        model.intercept_ = W[:, -1].copy()
+    return model, (Xtr, ytr, Xte, yte), sw
