@@ -329,7 +329,10 @@ class GLMAdapter(ModelAdapter):
         return s
 
     def class_gradients(self, Z, y_enc, s, grad):
-        """``G[:, c] = sum over class-c rows of s_j g_j (x) z_j``, (n_params, n_classes)."""
+        """``G[:, c]``: sum of ``s_j g_j (x) z_j`` over class-c rows.
+
+        Shape (n_params, n_classes).
+        """
         n_classes = len(self.classes)
         G = np.empty((self.n_params, n_classes))
         for c in range(n_classes):

@@ -36,7 +36,8 @@ def test_objective_gradient_matches_finite_differences(case):
         v = rng.standard_normal(a.n_params)
         v /= np.linalg.norm(v)
         fd = _five_point(
-            lambda h: a.with_theta(a.theta + h * v).objective_value(Z, y, s), 1e-4
+            lambda h, v=v: a.with_theta(a.theta + h * v).objective_value(Z, y, s),
+            1e-4,
         )
         scale = np.abs(s).sum() + 1.0
         np.testing.assert_allclose(grad @ v, fd, rtol=1e-5, atol=1e-7 * scale)
@@ -68,7 +69,7 @@ def test_user_gradient_matches_finite_differences(case):
     for k in range(raw.shape[1]):
         e = np.zeros_like(raw)
         e[:, k] = 1.0
-        fd = _five_point(lambda h: a.loss_from_raw(y, raw + h * e), 1e-5)
+        fd = _five_point(lambda h, e=e: a.loss_from_raw(y, raw + h * e), 1e-5)
         np.testing.assert_allclose(G[:, k], fd, rtol=1e-5, atol=1e-8)
 
 
