@@ -145,7 +145,10 @@ def print_machine_info():
     if load is not None:
         print(f"CPUs: {cpus}, load average (1 min) before timing: {load:.2f}")
         if cpus and load > 0.5 * cpus:
-            print("WARNING: the machine is busy; timings will be noisy.")
+            print(
+                "WARNING: other processes have been using the CPUs; "
+                "timings may be noisy."
+            )
 
 
 def parse_args(argv=None):

@@ -15,11 +15,11 @@ from sklearn.base import (
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from . import _newton
 from ._scoring import NewtonLossChange, score_train_rows
-from .models import get_adapter, split_pipeline
+from .models import check_supported, get_adapter, split_pipeline
 from .models._glm import kron_rows
 from .solvers import make_solver, resolve_method
 from .utils._compat import (
@@ -193,6 +193,9 @@ class InfluenceEstimator(
             raise ValueError(
                 "InfluenceEstimator requires y to be passed, but the target y is None."
             )
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         est = self.estimator
         if type(est).__name__ == "FrozenEstimator":
             est = est.estimator
@@ -204,6 +207,7 @@ class InfluenceEstimator(
         X_checked = self._validate_X(X, reset=True)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X_checked)
+        check_supported(split_pipeline(est)[1])
         if fitted:
             self.estimator_ = est
         else:
@@ -224,7 +228,6 @@ class InfluenceEstimator(
         ):
             self.n_features_in_ = self.estimator_.n_features_in_
 
-        y = np.asarray(y)
         Xt = self._model_features(X_checked)
         n_train = Xt.shape[0]
         if y.shape[0] != n_train:

@@ -79,12 +79,15 @@ def loo_influence(
 
     Notes
     -----
-    Closed-form and second-order solvers are refitted with the estimator's
-    own code: Ridge/LinearRegression exactly, LogisticRegression with
-    ``solver="newton-cholesky"`` (same objective as lbfgs, sag and saga;
-    liblinear with its own trust-region Newton) and LinearSVC with liblinear
-    at ``tol=1e-10``. SGD never converges tightly, so SGD models are refitted
-    by Newton's method on the same objective, starting from θ̂.
+    Where the estimator's own solver reaches machine precision quickly, it
+    refits: Ridge and LinearRegression exactly, binary LogisticRegression
+    with ``solver="newton-cholesky"`` (the objective of lbfgs, sag and saga
+    too), liblinear's trust-region Newton for ``solver="liblinear"`` and
+    LinearSVC, at ``tol=1e-12``. SGD never converges tightly, and
+    scikit-learn's multinomial Newton solver is slow, so SGD models and
+    multinomial LogisticRegression are refitted by damped Newton's method on
+    the same objective, warm-started at θ̂ (the test suite checks that this
+    reaches the estimator's own tight fit).
     """
     check_is_fitted(estimator)
     head, model = split_pipeline(estimator)
@@ -103,7 +106,7 @@ def loo_influence(
     train_indices = np.asarray(train_indices, dtype=np.intp).ravel()
     removed = 1.0 if epsilon is None else float(epsilon)
 
-    refit = _refit_newton if type(model).__name__.startswith("SGD") else _refit_native
+    refit = _refit_newton if _newton_refits(model) else _refit_native
     # The first refit removes nothing: it is the baseline, so that both ends
     # of every difference carry the same solver error.
     thetas = Parallel(n_jobs=n_jobs)(
@@ -115,6 +118,15 @@ def loo_influence(
         moved = adapter.with_theta(theta)
         losses[:, col] = moved.loss_from_raw(ys, moved.raw_prediction(Zs))
     return (losses[:, 1:] - losses[:, :1]) / removed
+
+
+def _newton_refits(model):
+    """Whether leave-one-out refits use Newton's method on the objective."""
+    name = type(model).__name__
+    if name.startswith("SGD"):
+        return True
+    return name == "LogisticRegression" and model.solver != "liblinear" and len(
+        model.classes_) > 2
 
 
 def _weights_without(sw, j, removed):

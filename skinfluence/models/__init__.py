@@ -2,7 +2,7 @@
 
 from ._glm import GLMAdapter
 from ._linear import linear_adapter
-from ._logistic import logistic_adapter
+from ._logistic import effective_logistic_penalty, logistic_adapter
 from ._pipeline import split_pipeline
 from ._svm import svm_adapter
 
@@ -21,36 +21,75 @@ def _unwrap(model):
     return model
 
 
-def get_adapter(model, *, y, sample_weight, n_train, t=0.1):
-    """Build the adapter for a fitted supported model.
+def _refuse(message):
+    raise ValueError(message)
+
+
+def check_supported(model):
+    """Refuse, before any fitting, what skinfluence cannot differentiate.
 
     Raises
     ------
     TypeError
         If the model is of an unsupported kind; the message names the
         supported families.
+    ValueError
+        If a supported kind is set up with a non-differentiable loss or
+        penalty, or a multiclass scheme that is not supported.
     """
     model = _unwrap(model)
     name = type(model).__name__
-    if name in ("LinearRegression", "Ridge", "SGDRegressor"):
-        return linear_adapter(model, y, sample_weight, n_train)
-    if name == "LogisticRegression":
-        return logistic_adapter(model, y, sample_weight, n_train)
-    if name == "SGDClassifier":
-        if model.loss == "log_loss":
-            return logistic_adapter(model, y, sample_weight, n_train)
-        if model.loss == "hinge":
-            return svm_adapter(model, y, sample_weight, n_train, t)
-        raise ValueError(
-            f"SGDClassifier(loss={model.loss!r}) is not supported; use "
-            "loss='log_loss' or loss='hinge'."
+    if name not in _KINDS:
+        raise TypeError(
+            f"{name} is not supported by skinfluence. Supported models: "
+            f"{SUPPORTED}; or a Pipeline ending in one of them."
         )
+    l1 = "l1 terms are not twice differentiable"
+    if name in ("LinearRegression", "Ridge") and getattr(model, "positive", False):
+        _refuse(f"{name}(positive=True) is a constrained fit whose optimum is not "
+                "stationary; influence functions need an unconstrained model.")
+    if name == "LogisticRegression":
+        penalty = effective_logistic_penalty(model)
+        if penalty not in ("l2", None):
+            _refuse(f"LogisticRegression with penalty {penalty!r} is not supported: "
+                    f"{l1}. Use an l2 penalty (l1_ratio=0) or none (C=np.inf).")
+    if name.startswith("SGD"):
+        allowed = {"SGDRegressor": ("squared_error",),
+                   "SGDClassifier": ("log_loss", "hinge")}[name]
+        if model.loss not in allowed:
+            _refuse(f"{name}(loss={model.loss!r}) is not supported; use loss="
+                    + " or ".join(repr(a) for a in allowed) + ".")
+        if model.penalty not in ("l2", None):
+            _refuse(f"{name}(penalty={model.penalty!r}) is not supported: {l1}; "
+                    "use penalty='l2' or None.")
     if name == "LinearSVC":
+        if model.penalty != "l2":
+            _refuse(f"LinearSVC(penalty={model.penalty!r}) is not supported: {l1}; "
+                    "use penalty='l2'.")
+        if model.multi_class != "ovr":
+            _refuse("LinearSVC(multi_class='crammer_singer') is not supported; "
+                    "use multi_class='ovr'.")
+    return model
+
+
+def get_adapter(model, *, y, sample_weight, n_train, t=0.1):
+    """Build the adapter for a fitted supported model (checked first)."""
+    model = check_supported(model)
+    name = type(model).__name__
+    if name == "SGDClassifier" and model.loss == "hinge" or name == "LinearSVC":
         return svm_adapter(model, y, sample_weight, n_train, t)
-    raise TypeError(
-        f"{name} is not supported by skinfluence. Supported models: {SUPPORTED}; "
-        "or a Pipeline ending in one of them."
-    )
+    return _KINDS[name](model, y, sample_weight, n_train)
 
 
-__all__ = ["GLMAdapter", "SUPPORTED", "get_adapter", "split_pipeline"]
+_KINDS = {
+    "LinearRegression": linear_adapter,
+    "Ridge": linear_adapter,
+    "SGDRegressor": linear_adapter,
+    "LogisticRegression": logistic_adapter,
+    "SGDClassifier": logistic_adapter,
+    "LinearSVC": None,  # svm_adapter, which also takes the temperature
+}
+
+
+__all__ = ["GLMAdapter", "SUPPORTED", "check_supported", "get_adapter",
+           "split_pipeline"]

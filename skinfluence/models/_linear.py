@@ -40,11 +40,6 @@ def _penalty_vector(strength, n_features, fit_intercept, intercept_strength=0.0)
 
 def linear_adapter(est, y, sample_weight, n_train):
     name = type(est).__name__
-    if getattr(est, "positive", False):
-        raise ValueError(
-            f"{name}(positive=True) is a constrained fit whose optimum is not "
-            "stationary; influence functions need an unconstrained model."
-        )
     coef = _coef_1d(est)
     fit_intercept = bool(est.fit_intercept)
     if name == "LinearRegression":
@@ -55,16 +50,6 @@ def linear_adapter(est, y, sample_weight, n_train):
             raise ValueError("Ridge with one alpha per target is not supported.")
         alpha, scale = float(alpha.ravel()[0]), 1.0
     else:  # SGDRegressor
-        if est.loss != "squared_error":
-            raise ValueError(
-                f"SGDRegressor(loss={est.loss!r}) is not supported; "
-                "use loss='squared_error'."
-            )
-        if est.penalty not in ("l2", None):
-            raise ValueError(
-                f"SGDRegressor(penalty={est.penalty!r}) is not supported: l1 "
-                "penalties are not differentiable; use penalty='l2' or None."
-            )
         alpha = est.alpha if est.penalty == "l2" else 0.0
         # SGD minimises a mean: (1/n) sum sw l + alpha/2 ||w||^2.
         scale = 1.0 / n_train

@@ -111,12 +111,6 @@ def logistic_adapter(est, y, sample_weight, n_train):
     )
     if name == "LogisticRegression":
         penalty = effective_logistic_penalty(est)
-        if penalty not in ("l2", None):
-            raise ValueError(
-                f"LogisticRegression with penalty {penalty!r} is not supported: "
-                "l1 terms are not twice differentiable. Use an l2 penalty "
-                "(l1_ratio=0) or none (C=np.inf)."
-            )
         strength = 1.0 if penalty == "l2" else 0.0
         scale = est.C if penalty == "l2" else 1.0
         intercept_strength = 0.0
@@ -149,11 +143,6 @@ def logistic_adapter(est, y, sample_weight, n_train):
 
 def _sgd_settings(est, y, n_train):
     """Penalty strength, row scale, intercept penalty and class weights of SGD."""
-    if est.penalty not in ("l2", None):
-        raise ValueError(
-            f"SGDClassifier(penalty={est.penalty!r}) is not supported: l1 terms "
-            "are not twice differentiable; use penalty='l2' or None."
-        )
     cw, balanced = resolve_class_weight(est, y, None, use_sample_weight=False)
     if cw is not None and len(est.classes_) > 2:
         raise ValueError(

@@ -31,16 +31,6 @@ def svm_adapter(est, y, sample_weight, n_train, t):
         np.asarray(est.intercept_, dtype=np.float64).ravel() if fit_intercept else None
     )
     if name == "LinearSVC":
-        if est.penalty != "l2":
-            raise ValueError(
-                f"LinearSVC(penalty={est.penalty!r}) is not supported: l1 terms "
-                "are not twice differentiable; use penalty='l2'."
-            )
-        if est.multi_class != "ovr":
-            raise ValueError(
-                "LinearSVC(multi_class='crammer_singer') is not supported; "
-                "use multi_class='ovr'."
-            )
         cw, balanced = resolve_class_weight(est, y, sample_weight)
         if cw is not None and len(classes) > 2:
             raise ValueError(

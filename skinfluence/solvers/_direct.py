@@ -72,5 +72,7 @@ class DirectSolver(Solver):
         return X
 
     def inverse(self):
-        """Dense ``H^-1`` (pseudo-inverse on the identifiable subspace)."""
-        return self.solve(np.eye(self.factor_[0].shape[0]))
+        """Dense ``H^-1`` (pseudo-inverse on the identifiable subspace), cached."""
+        if getattr(self, "_inverse", None) is None:
+            self._inverse = self.solve(np.eye(self.factor_[0].shape[0]))
+        return self._inverse

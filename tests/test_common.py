@@ -1,0 +1,32 @@
+"""scikit-learn's estimator checks on wrapped models."""
+
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skinfluence import InfluenceEstimator
+
+ESTIMATORS = [
+    InfluenceEstimator(LogisticRegression()),
+    InfluenceEstimator(Ridge()),
+    InfluenceEstimator(make_pipeline(StandardScaler(), LogisticRegression())),
+]
+
+
+_ROWS_ARE_COLUMNS = (
+    "transform has one column per training row, so repeating a row (instead "
+    "of weighting it) changes the output's shape by design"
+)
+
+
+def _expected_failed_checks(estimator):
+    return {
+        "check_sample_weight_equivalence_on_dense_data": _ROWS_ARE_COLUMNS,
+        "check_sample_weight_equivalence_on_sparse_data": _ROWS_ARE_COLUMNS,
+    }
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
