@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
+from ._hinge_qp import hinge_refit
 from .models import get_adapter, split_pipeline
 from .solvers import DirectSolver
 from .utils._compat import _check_sample_weight
@@ -106,13 +107,16 @@ def loo_influence(
     train_indices = np.asarray(train_indices, dtype=np.intp).ravel()
     removed = 1.0 if epsilon is None else float(epsilon)
 
-    refit = _refit_newton if _newton_refits(model) else _refit_native
     # The first refit removes nothing: it is the baseline, so that both ends
     # of every difference carry the same solver error.
-    thetas = Parallel(n_jobs=n_jobs)(
-        delayed(refit)(model, adapter, Xt, y_train, sw, j, r)
-        for j, r in [(0, 0.0)] + [(j, removed) for j in train_indices]
-    )
+    if not adapter.smooth:
+        thetas = _hinge_refits(adapter, Xt, y_train, sw, train_indices, removed)
+    else:
+        refit = _refit_newton if _newton_refits(model) else _refit_native
+        thetas = Parallel(n_jobs=n_jobs)(
+            delayed(refit)(model, adapter, Xt, y_train, sw, j, r)
+            for j, r in [(0, 0.0)] + [(j, removed) for j in train_indices]
+        )
     losses = np.empty((Zs.shape[0], len(thetas)))
     for col, theta in enumerate(thetas):
         moved = adapter.with_theta(theta)
@@ -168,14 +172,40 @@ def _is_dense(X):
     return not hasattr(X, "toarray")
 
 
+def _row_scale(adapter, y_enc, w):
+    """Row factors of the objective on rows of weights w, re-balanced."""
+    s = adapter.row_scale(y_enc, w)
+    if adapter.balanced is not None:
+        s = s / adapter.class_weight[y_enc] * adapter.balanced.factors(y_enc, w)[y_enc]
+    return s
+
+
+def _hinge_refits(adapter, X, y, sw, rows, removed):
+    """Exact hinge refits: the baseline, then each row's, warm-started."""
+    if adapter.n_outputs != 1:
+        raise ValueError(
+            "loo_influence refits hinge-loss models exactly for binary problems "
+            "only; this model has one-vs-rest outputs."
+        )
+    Z = adapter.features(X)
+    y_enc = adapter.encode_y(y)
+
+    def fit(w, a0=None):
+        return hinge_refit(adapter, Z, y_enc, _row_scale(adapter, y_enc, w), a0=a0)
+
+    base, a_full = fit(sw)
+    thetas = [base]
+    for j in rows:
+        thetas.append(fit(_weights_without(sw, j, removed), a0=a_full)[0])
+    return thetas
+
+
 def _refit_newton(model, adapter, X, y, sw, j, removed, max_iter=100):
     """Minimise the model's objective without row j by damped Newton steps."""
     w = _weights_without(sw, j, removed)
     Z = adapter.features(X)
     y_enc = adapter.encode_y(y)
-    s = adapter.row_scale(y_enc, w)
-    if adapter.balanced is not None:  # re-balanced on the remaining rows
-        s = s / adapter.class_weight[y_enc] * adapter.balanced.factors(y_enc, w)[y_enc]
+    s = _row_scale(adapter, y_enc, w)
     current = adapter
     value = current.objective_value(Z, y_enc, s)
     for _ in range(max_iter):
