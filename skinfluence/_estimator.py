@@ -440,9 +440,13 @@ class InfluenceEstimator(
             most helpful first (``top_k > 0``) or most harmful first
             (``top_k < 0``).
         """
-        if kind != "loss":
-            raise ValueError(f"kind must be 'loss'; got {kind!r}.")
+        if kind not in ("loss", "perturbation"):
+            raise ValueError(
+                f"kind must be 'loss' or 'perturbation'; got {kind!r}."
+            )
         top_k = self._check_top_k(top_k)
+        if kind == "perturbation":
+            return perturbation_influence(self, X, y, top_k=top_k)
         Z, y_enc, raw = self._prepare(X, y)
         a = self._adapter
         if self.estimate == "newton":

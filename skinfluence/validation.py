@@ -9,6 +9,7 @@ import copy
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.parallel import Parallel, delayed
@@ -145,31 +146,25 @@ def _refit_native(model, adapter, X, y, sw, j, removed):
     keep = w > 0
     est = clone(model)
     name = type(model).__name__
-    params = est.get_params()
-    if name == "LogisticRegression":
-        if model.solver != "liblinear":
-            est.set_params(solver="newton-cholesky")
+    if name == "LogisticRegression" and model.solver == "liblinear":
         est.set_params(tol=1e-12, max_iter=10_000)
-        if model.solver != "liblinear":
-            est.set_params(warm_start=True)
-            est.coef_ = model.coef_.copy()
-            est.intercept_ = np.array(model.intercept_, dtype=float, copy=True)
+    elif name == "LogisticRegression":
+        # Same objective as lbfgs, sag and saga; Newton reaches it exactly.
+        est.set_params(solver="newton-cholesky", tol=1e-12, max_iter=10_000,
+                       warm_start=True)
+        est.coef_ = model.coef_.copy()
+        est.intercept_ = np.array(model.intercept_, dtype=float, copy=True)
     elif name == "LinearSVC":
         est.set_params(tol=1e-12, max_iter=1_000_000)
-    elif "tol" in params and name == "Ridge":
-        est.set_params(tol=1e-12)
-        if params.get("solver") in ("auto", "sag", "saga", "sparse_cg", "lsqr"):
-            est.set_params(solver="auto" if _is_dense(X) else "sparse_cg")
+    elif name == "Ridge":
+        # Closed form on dense data; the iterative sparse solver made tight.
+        est.set_params(tol=1e-12, solver="auto" if not sp.issparse(X) else "sparse_cg")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X[keep], y[keep], sample_weight=w[keep])
     view = copy.copy(adapter)
     view.estimator = est
     return view.read_theta()
-
-
-def _is_dense(X):
-    return not hasattr(X, "toarray")
 
 
 def _row_scale(adapter, y_enc, w):
