@@ -18,6 +18,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from . import _newton
+from ._perturbation import perturbation_influence
 from ._scoring import NewtonLossChange, score_train_rows
 from .models import check_supported, get_adapter, split_pipeline
 from .models._glm import kron_rows
