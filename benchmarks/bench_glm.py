@@ -71,7 +71,7 @@ def make_data(n_train, n_test, d, seed=0, rank=20):
     X = 1.2 * loadings @ prototypes - 0.3 + 0.1 * rng.standard_normal((n, d))
     np.clip(X, 0.0, 1.0, out=X)
 
-    # Labels: a random linear rule plus logistic noise (Bayes error ~2%).
+    # Labels: a random linear rule plus logistic noise (a few percent of labels flip).
     w = rng.standard_normal(d)
     score = X @ w
     score = (score - np.median(score)) / score.std()

@@ -81,7 +81,16 @@ class InfluenceEstimator(
     verbose : int, default=0
         Verbosity of the parallel scoring.
     random_state : int, RandomState instance or None, default=None
-        Seed of stochastic solvers; unused by "direct".
+        Seed of stochastic solvers (LiSSA's mini-batches, Arnoldi's starting
+        vector); unused by "direct" and "cg".
+    tol : float, default=1e-8
+        Relative residual at which "cg" stops.
+    solver_params : dict, default=None
+        Settings of the chosen solver: for "cg" ``max_iter`` (default
+        ``min(1000, 10 * n_params)``); for "lissa" ``scale`` (above the
+        largest Hessian eigenvalue; estimated by default), ``depth`` (1000),
+        ``repeats`` (1), ``batch_size`` (None: full Hessian products); for
+        "arnoldi" ``rank`` (100).
 
     Attributes
     ----------
@@ -148,6 +157,8 @@ class InfluenceEstimator(
         "n_jobs": [Integral, None],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "solver_params": [dict, None],
     }
 
     def __init__(
@@ -161,6 +172,8 @@ class InfluenceEstimator(
         n_jobs=None,
         verbose=0,
         random_state=None,
+        tol=1e-8,
+        solver_params=None,
     ):
         self.estimator = estimator
         self.method = method
@@ -170,6 +183,8 @@ class InfluenceEstimator(
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.random_state = random_state
+        self.tol = tol
+        self.solver_params = solver_params
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=False)
@@ -261,8 +276,14 @@ class InfluenceEstimator(
                 "method='ekfac' applies to torch models (Kronecker-factored "
                 "layers); for this linear model use 'direct' or 'auto'."
             )
-        solver = make_solver(self.method_, damping=self.damping)
-        solver.fit(adapter.hessian(Z, s, hess), null_space=adapter.null_space())
+        solver = make_solver(
+            self.method_, damping=self.damping, tol=self.tol,
+            random_state=self.random_state, solver_params=self.solver_params,
+        )
+        # Only the direct solver sees a dense Hessian; the others its products.
+        H = (adapter.hessian(Z, s, hess) if self.method_ == "direct"
+             else adapter.hessian_operator(Z, s, hess))
+        solver.fit(H, null_space=adapter.null_space())
         self._solver = solver
         self.solver_info_ = dict(solver.info_)
 
@@ -427,8 +448,11 @@ class InfluenceEstimator(
             If given, return only the ``top_k`` most helpful training rows of
             each test row (``-top_k``: the most harmful), without holding the
             full matrix.
-        kind : {"loss"}, default="loss"
-            What is measured: the test loss.
+        kind : {"loss", "perturbation"}, default="loss"
+            "loss": the change of the test loss if training row j were left
+            out. "perturbation": its derivative with respect to each feature
+            of training row j (Koh & Liang's I_pert,loss), in loss units per
+            unit of the feature, for the features the model's last step sees.
 
         Returns
         -------
@@ -440,14 +464,17 @@ class InfluenceEstimator(
             When ``top_k`` is given: training-row indices and their scores,
             most helpful first (``top_k > 0``) or most harmful first
             (``top_k < 0``).
+        perturbation : ndarray of shape (n_test, n_train, n_features)
+            With ``kind="perturbation"``; with ``top_k`` a tuple ``(rows,
+            features, values)`` of arrays of shape (n_test, abs(top_k)).
         """
         if kind not in ("loss", "perturbation"):
             raise ValueError(
                 f"kind must be 'loss' or 'perturbation'; got {kind!r}."
             )
-        top_k = self._check_top_k(top_k)
-        if kind == "perturbation":
+        if kind == "perturbation":  # checks top_k against rows x features
             return perturbation_influence(self, X, y, top_k=top_k)
+        top_k = self._check_top_k(top_k)
         Z, y_enc, raw = self._prepare(X, y)
         a = self._adapter
         if self.estimate == "newton":

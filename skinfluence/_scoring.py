@@ -88,10 +88,10 @@ def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
         return None if extra is None else (extra[0], extra[1][b])
 
     if top_k is None:
-        blocks = parallel(
+        blocks = list(parallel(
             delayed(_block)(L, Z[b], W[b], finish, sign, part(b)) for b in batches
-        )
-        return np.hstack(list(blocks))
+        ))
+        return blocks[0] if len(blocks) == 1 else np.hstack(blocks)
     idx = np.empty((n_out, 0), dtype=np.intp)
     vals = np.empty((n_out, 0))
     for b_idx, b_vals in parallel(

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 from scipy.linalg.blas import dsyrk
 from scipy.special import expit, log_expit, logsumexp, softmax
 
+from ..solvers._base import HessianOperator
 from ._base import ModelAdapter
 
 # --------------------------------------------------------------------------
@@ -161,7 +162,8 @@ def weighted_gram(Z, w):
     if np.all(w >= 0):
         # syrk computes one triangle: half the flops of Z.T @ (w * Z).
         A = np.sqrt(w)[:, None] * Z
-        G = dsyrk(1.0, A, trans=1, lower=0)
+        # A.T is Fortran-ordered: syrk takes it without a copy.
+        G = dsyrk(1.0, A.T, trans=0, lower=0)
         return np.triu(G) + np.triu(G, 1).T
     return Z.T @ (w[:, None] * Z)
 
@@ -178,8 +180,8 @@ def right_contract(L, Z, W):
     out = None
     for k in range(K):
         block = L[:, k * p : (k + 1) * p]
-        prod = (Z @ block.T).T if sp.issparse(Z) else block @ Z.T
-        prod = np.asarray(prod) * W[:, k]
+        prod = np.asarray((Z @ block.T).T if sp.issparse(Z) else block @ Z.T)
+        prod *= W[:, k]
         out = prod if out is None else out + prod
     return out
 
@@ -379,6 +381,32 @@ class GLMAdapter(ModelAdapter):
                     H[m * p:(m + 1) * p, k * p:(k + 1) * p] = block.T
         H[np.diag_indices_from(H)] += self.penalty
         return H
+
+    def hessian_diagonal(self, Z, s, hess):
+        """``diag(H)`` without forming H, shape (n_params,)."""
+        Z2 = Z.multiply(Z) if sp.issparse(Z) else Z * Z
+        K = self.n_outputs
+        diag = np.concatenate(
+            [np.asarray(Z2.T @ (s * hess[:, k, k])).ravel() for k in range(K)]
+        )
+        return diag + self.penalty
+
+    def hessian_operator(self, Z, s, hess):
+        """H as a matrix-free operator; mini-batches for stochastic solvers."""
+        n = Z.shape[0]
+
+        def sample(rng, batch_size):
+            rows = rng.choice(n, size=min(batch_size, n), replace=False)
+            # Rescaled so that the batch estimates the full sum.
+            sb = s[rows] * (n / len(rows))
+            return lambda V: self.hvp(Z[rows], sb, hess[rows], V)
+
+        return HessianOperator(
+            self.n_params,
+            lambda V: self.hvp(Z, s, hess, V),
+            diagonal=self.hessian_diagonal(Z, s, hess),
+            sample=sample,
+        )
 
     def hvp(self, Z, s, hess, V):
         """``H @ V`` without forming H; V has shape (n_params, k)."""

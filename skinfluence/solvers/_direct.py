@@ -3,7 +3,7 @@
 import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve, eigvalsh
 
-from ._base import Solver
+from ._base import HessianOperator, Solver
 
 
 def _not_pd_message(H, null_space, damping):
@@ -36,6 +36,8 @@ class DirectSolver(Solver):
     """
 
     def fit(self, H, null_space=None):
+        if isinstance(H, HessianOperator):  # small problems only
+            H = H.matmat(np.eye(H.n_params))
         H = np.array(H, dtype=np.float64)
         n = H.shape[0]
         H[np.diag_indices(n)] += self.damping
