@@ -6,7 +6,11 @@ weights of the training gradients; ``finish`` turns raw-prediction shifts
 into loss changes for the Newton estimate.  Work is split over training rows
 in chunks sized by scikit-learn's ``working_memory`` and dispatched with
 joblib, so ``joblib.parallel_config(backend="dask")`` spreads it on a cluster.
+With ``verbose > 0`` a progress bar over the chunks goes to stderr when tqdm
+is installed; without it, joblib's own progress messages do.
 """
+
+import sys
 
 import numpy as np
 from sklearn.utils import gen_batches
@@ -65,6 +69,15 @@ def _sort_top(idx, vals, k):
     return np.take_along_axis(idx, order, 1), np.take_along_axis(vals, order, 1)
 
 
+def _tqdm():
+    """tqdm's progress bar class, or None when it is not installed."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
+
+
 def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
                      verbose=0, n_out=None, extra=None):
     """Scores of every test row against every training row, chunked.
@@ -82,19 +95,29 @@ def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
     row_bytes = 8 * (L.shape[0] + 2 * n_out)
     chunk = get_chunk_n_rows(row_bytes=row_bytes, max_n_rows=n_train)
     batches = gen_batches(n_train, chunk)
-    parallel = Parallel(n_jobs=n_jobs, verbose=verbose, return_as="generator")
+    # verbose > 0: one tqdm bar over the chunks, else joblib's own messages.
+    tqdm = _tqdm() if verbose else None
+    parallel = Parallel(n_jobs=n_jobs, verbose=0 if tqdm else verbose,
+                        return_as="generator")
+
+    def run(tasks):
+        results = parallel(tasks)
+        if tqdm is None:
+            return results
+        return tqdm(results, total=-(-n_train // chunk), file=sys.stderr,
+                    desc=f"Scoring {n_train} training rows", unit="chunk")
 
     def part(b):
         return None if extra is None else (extra[0], extra[1][b])
 
     if top_k is None:
-        blocks = list(parallel(
+        blocks = list(run(
             delayed(_block)(L, Z[b], W[b], finish, sign, part(b)) for b in batches
         ))
         return blocks[0] if len(blocks) == 1 else np.hstack(blocks)
     idx = np.empty((n_out, 0), dtype=np.intp)
     vals = np.empty((n_out, 0))
-    for b_idx, b_vals in parallel(
+    for b_idx, b_vals in run(
         delayed(_top_block)(L, Z[b], W[b], finish, sign, part(b), b.start, top_k)
         for b in batches
     ):

@@ -1,0 +1,155 @@
+"""Iterative solvers against the direct one, and what they report."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from skinfluence import InfluenceEstimator
+from skinfluence.solvers import (
+    DIRECT_MAX_PARAMS,
+    CGSolver,
+    HessianOperator,
+    LiSSASolver,
+    resolve_method,
+)
+
+from .._cases import CASES, fitted
+
+EXACT = [("cg", {"tol": 1e-12}), ("arnoldi", {"solver_params": {"rank": 10**6}})]
+SMOOTH_CASES = [c for c in CASES if "hinge" not in c[0]]
+
+
+def _scores(model, data, sw, **kw):
+    Xtr, ytr, Xte, yte = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # SGD's own fit
+        inf = InfluenceEstimator(model, **kw).fit(Xtr, ytr, sample_weight=sw)
+    return inf, inf.score_influence(Xte, yte)
+
+
+@pytest.mark.parametrize("method, kw", EXACT, ids=[m for m, _ in EXACT])
+@pytest.mark.parametrize("case", SMOOTH_CASES, ids=[c[0] for c in SMOOTH_CASES])
+def test_exact_solvers_agree_with_direct(case, method, kw):
+    model, data, sw = fitted(case)
+    _, ref = _scores(model, data, sw)
+    inf, out = _scores(model, data, sw, method=method, **kw)
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+    assert inf.solver_info_["method"] == method
+
+
+@pytest.mark.parametrize("method, kw", EXACT + [("lissa", {"solver_params": {
+    "depth": 3000}})], ids=["cg", "arnoldi", "lissa"])
+def test_solvers_on_sparse_text_pipeline(method, kw):
+    rng = np.random.default_rng(0)
+    vocab = np.array([f"w{i}" for i in range(300)])
+    docs = [" ".join(rng.choice(vocab, rng.integers(5, 30))) for _ in range(400)]
+    y = np.array([("w1 " in d) or ("w2 " in d) for d in docs], dtype=int)
+    pipe = make_pipeline(HashingVectorizer(n_features=2**9, alternate_sign=False),
+                         TfidfTransformer(), LogisticRegression(C=10.0, tol=1e-10))
+    pipe.fit(docs[:350], y[:350])
+    ref = InfluenceEstimator(pipe, method="direct").fit(docs[:350], y[:350])
+    inf = InfluenceEstimator(pipe, method=method, **kw).fit(docs[:350], y[:350])
+    assert sp.issparse(inf._Z)  # sparse all the way
+    I_ref = ref.score_influence(docs[350:], y[350:])
+    rtol = 1e-4 if method == "lissa" else 1e-6
+    np.testing.assert_allclose(inf.score_influence(docs[350:], y[350:]), I_ref,
+                               rtol=rtol, atol=rtol * np.abs(I_ref).max())
+
+
+def test_lissa_within_tolerance_when_well_conditioned():
+    # The error shrinks like (1 - lambda_min / scale) ** depth: on a well
+    # conditioned problem 2000 steps leave less than 1e-6.
+    case = next(c for c in CASES if c[0] == "Logistic-C0.05-sw")
+    model, data, sw = fitted(case)
+    _, ref = _scores(model, data, sw)
+    inf, out = _scores(model, data, sw, method="lissa",
+                       solver_params={"depth": 2000})
+    np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+    info = inf.solver_info_
+    assert info["depth"] == 2000 and info["scale"] > 0 and info["residuals"][0] < 1e-6
+
+
+def test_stochastic_lissa_is_seeded_and_close():
+    case = next(c for c in CASES if c[0] == "Logistic-C0.05-sw")
+    model, data, sw = fitted(case)
+    _, ref = _scores(model, data, sw)
+    params = {"depth": 400, "repeats": 16, "batch_size": 300}
+    _, a = _scores(model, data, sw, method="lissa", solver_params=params,
+                   random_state=0)
+    _, b = _scores(model, data, sw, method="lissa", solver_params=params,
+                   random_state=0)
+    np.testing.assert_array_equal(a, b)
+    # Mini-batch noise leaves a few percent (relative residual ~0.04).
+    assert np.abs(a - ref).max() < 0.1 * np.abs(ref).max()
+    assert np.corrcoef(a.ravel(), ref.ravel())[0, 1] > 0.99
+
+
+def test_arnoldi_low_rank_drops_low_curvature_directions():
+    case = next(c for c in CASES if c[0] == "Logistic")
+    model, data, sw = fitted(case)
+    _, ref = _scores(model, data, sw)
+    errors, captured = [], []
+    for rank in (3, 10, 25):
+        inf, out = _scores(model, data, sw, method="arnoldi",
+                           solver_params={"rank": rank}, random_state=0)
+        info = inf.solver_info_
+        assert info["rank"] == rank and np.all(np.diff(info["eigenvalues"]) <= 0)
+        errors.append(np.abs(out - ref).max() / np.abs(ref).max())
+        captured.append(info["captured"])
+    # More eigenpairs, more of the spectrum, closer to the exact answer.
+    assert 0 < captured[0] < captured[1] < captured[2] < 1
+    assert errors[0] > errors[1] > errors[2] > 1e-6
+
+
+def test_cg_warns_with_its_residual_when_it_stops_early():
+    case = next(c for c in CASES if c[0] == "Logistic")
+    model, (Xtr, ytr, Xte, yte), _ = fitted(case)
+    inf = InfluenceEstimator(model, method="cg", solver_params={"max_iter": 2})
+    inf.fit(Xtr, ytr)
+    with pytest.warns(ConvergenceWarning, match=r"largest residual [0-9.e-]+"):
+        inf.score_influence(Xte, yte)
+    assert inf.solver_info_["method"] == "cg"
+    assert inf._solver.info_["iterations"][-1] == 2
+
+
+def test_cg_solver_info_records_iterations_and_residuals():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((30, 30))
+    H = A @ A.T + np.eye(30)
+    solver = CGSolver(tol=1e-10).fit(HessianOperator.from_dense(H))
+    B = rng.standard_normal((30, 4))
+    np.testing.assert_allclose(solver.solve(B), np.linalg.solve(H, B), rtol=1e-8)
+    assert solver.info_["iterations"][0] <= 30 * 2
+    assert solver.info_["residuals"][0] <= 1e-10
+
+
+def test_lissa_refuses_a_scale_below_the_spectrum():
+    H = np.diag([1.0, 10.0, 100.0])
+    solver = LiSSASolver(scale=1.0, depth=200).fit(H)
+    with pytest.raises(ValueError, match="Raise scale"):
+        solver.solve(np.ones((3, 1)))
+
+
+def test_auto_picks_direct_then_cg():
+    assert resolve_method("auto", DIRECT_MAX_PARAMS) == "direct"
+    assert resolve_method("auto", DIRECT_MAX_PARAMS + 1) == "cg"
+    X = sp.random(300, DIRECT_MAX_PARAMS + 10, density=0.01, format="csr",
+                  random_state=0)
+    y = np.asarray(X.sum(axis=1)).ravel() > np.median(np.asarray(X.sum(axis=1)))
+    model = LogisticRegression(C=0.1).fit(X, y)
+    inf = InfluenceEstimator(model).fit(X, y)
+    assert inf.method_ == "cg" and inf.solver_info_["method"] == "cg"
+
+
+def test_unknown_solver_params_are_refused():
+    case = next(c for c in CASES if c[0] == "Logistic")
+    model, (Xtr, ytr, _, _), _ = fitted(case)
+    with pytest.raises(ValueError, match=r"'rank'.*do not apply to method='cg'"):
+        InfluenceEstimator(model, method="cg", solver_params={"rank": 3}).fit(
+            Xtr, ytr)
