@@ -57,9 +57,13 @@ class InfluenceEstimator(
         not. If not fitted, ``fit`` fits a clone; if fitted, it is used as is
         and must have been trained on the data passed to ``fit``.
     method : {"auto", "direct", "cg", "lissa", "arnoldi", "ekfac"}, default="auto"
-        How ``H^-1`` is applied. "direct" factorises the Hessian once
-        (Cholesky); "auto" picks it for models of up to a few thousand
-        parameters.
+        How ``H^-1`` is applied. "direct" factorises the dense Hessian once
+        (Cholesky); "cg" runs batched, Jacobi-preconditioned conjugate
+        gradients on matrix-free Hessian products (no p x p array);
+        "lissa" the stochastic Neumann series of Agarwal et al.; "arnoldi"
+        keeps the top ``rank`` eigenpairs (exact at full rank, otherwise it
+        drops the low-curvature directions). "auto" picks "direct" up to
+        5000 parameters and "cg" above. "ekfac" is for torch models.
     estimate : {"influence", "newton"}, default="influence"
         "influence" is the classic first-order influence function
         ``grad L_test . H^-1 . grad l_j``. "newton" takes one Newton step of

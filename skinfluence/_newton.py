@@ -21,9 +21,16 @@ from sklearn.utils import gen_batches
 from .models._glm import kron_rows
 
 
-def diag_blocks(solver, Z, K, batch_size=512):
-    """``A_jj`` for every row of Z, shape (n_rows, K, K), in row batches."""
+def diag_blocks(solver, Z, K, batch_size=None):
+    """``A_jj`` for every row of Z, shape (n_rows, K, K), in row batches.
+
+    With a direct solver this costs ``n p^2``; an iterative one solves for
+    every ``e_l (x) z_j`` (K per row), in batches sized so that their dense
+    right-hand sides stay near 64 MB.
+    """
     n, p = Z.shape
+    if batch_size is None:
+        batch_size = int(max(1, min(512, 2**23 // (K * K * p))))
     A = np.empty((n, K, K))
     if hasattr(solver, "inverse"):
         # With H^-1 at hand each K x K block costs n p^2: far less than
