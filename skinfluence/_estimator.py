@@ -71,7 +71,7 @@ class InfluenceEstimator(
         test loss exactly there: exact for least squares, closer to actual
         retraining where rows have high leverage.
     damping : float, default=0.0
-        λ added to the Hessian (H + λI). The model's own regularisation
+        Value λ added to the Hessian (H + λI). The model's own regularisation
         normally makes the Hessian positive definite; set it when the model
         is unregularised and its features collinear.
     t : float, default=0.1
@@ -107,7 +107,7 @@ class InfluenceEstimator(
         step's coefficients and intercepts).
     n_features_in_ : int
         Number of features seen during ``fit``.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during ``fit``, when they are all strings.
     classes_ : ndarray of shape (n_classes,)
         Class labels, for classifiers.
@@ -115,7 +115,7 @@ class InfluenceEstimator(
         The solver ``method`` resolved to.
     solver_info_ : dict
         What the solver did (method, damping, factorisation pivots).
-    theta_ : ndarray of shape (n_params_,)
+    theta_ : ndarray of shape (`n_params_`,)
         Fitted parameters at ``fit`` time, coefficients then intercept for
         each output.
 
@@ -522,7 +522,7 @@ class InfluenceEstimator(
 
         Returns
         -------
-        delta : ndarray of shape (n_rows, n_params_)
+        delta : ndarray of shape (n_rows, `n_params_`)
             Parameter changes in the layout of ``theta_`` (for each output its
             coefficients, then its intercept).
         """
@@ -595,7 +595,7 @@ class InfluenceEstimator(
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_train_)
+        X_new : ndarray of shape (n_samples, `n_train_`)
             Entry ``[i, j]`` estimates ``f_i(θ̂) − f_i(θ̂ without row j)``:
             how much row j pushes the output toward the predicted class (or
             up, for regressors). Positive: row j supports the prediction.
