@@ -35,6 +35,7 @@ From the repository root::
     python benchmarks/bench_scale.py --part b         # one part at full size
     python benchmarks/bench_scale.py                  # all parts, full size
     python benchmarks/bench_scale.py --threads 1      # single-threaded BLAS
+    python benchmarks/bench_scale.py --part a --n-test 100   # fewer test rows
 
 Full size is long on a small machine: part (a) is dominated by lissa (1000
 steps, each a Hessian product with all 1000 test gradients over all 13000
@@ -257,7 +258,6 @@ def part_c(size, seed):
         model.fit(Xtr, ytr)
         t_model = time.perf_counter() - t0
         coef = model.coef_.copy(), model.intercept_.copy()
-        print(f"    n_train={n}: model fit {t_model:.1f} s, excluded", flush=True)
 
         def run(model=model, Xtr=Xtr, ytr=ytr):
             inf = InfluenceEstimator(model, method="cg").fit(Xtr, ytr)
@@ -265,6 +265,8 @@ def part_c(size, seed):
 
         (inf, _), seconds, _, _ = measure(run)
         its = cg_iterations(inf)
+        print(f"    n_train={n}: fit+score {seconds:.2f} s, {its} cg iterations "
+              f"(model fit {t_model:.1f} s, excluded)", flush=True)
         rows.append([n, f"{seconds:.2f}", f"{1e6 * seconds / n:.1f}", its,
                      f"{1e6 * seconds / n / its:.3f}" if its != "n/a" else "n/a"])
     table(["n_train", "fit+score s", "us per row", "cg iterations",
@@ -278,6 +280,8 @@ def main():
                         help="small sizes, for a smoke run")
     parser.add_argument("--threads", type=int, default=None,
                         help="limit BLAS threads (needs threadpoolctl)")
+    parser.add_argument("--n-test", type=int, default=None,
+                        help="override the number of test rows of every part")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -290,7 +294,10 @@ def main():
           f"threads={args.threads or 'default'}")
     parts = {"a": part_a, "b": part_b, "c": part_c}
     for name in ["a", "b", "c"] if args.part == "all" else [args.part]:
-        parts[name](SIZES[name][1 if args.quick else 0], args.seed)
+        size = dict(SIZES[name][1 if args.quick else 0])
+        if args.n_test is not None:
+            size["n_test"] = args.n_test
+        parts[name](size, args.seed)
     if limits is not None:
         limits.unregister()
 

@@ -20,6 +20,14 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from . import _newton
 from ._perturbation import perturbation_influence
 from ._scoring import NewtonLossChange, score_train_rows
+from ._torch_path import (
+    fit_torch,
+    influence_on_params_torch,
+    is_torch_model,
+    score_torch,
+    self_influence_torch,
+    transform_torch,
+)
 from .models import check_supported, get_adapter, split_pipeline
 from .models._glm import kron_rows
 from .solvers import make_solver, resolve_method
@@ -219,6 +227,12 @@ class InfluenceEstimator(
         est = self.estimator
         if type(est).__name__ == "FrozenEstimator":
             est = est.estimator
+        # torch models (skinfluence.torch.TorchModel) take the autograd path.
+        self._torch = is_torch_model(est)
+        if self._torch:
+            if sample_weight is not None:
+                raise ValueError("sample_weight is not supported for torch models.")
+            return fit_torch(self, est, X, y)
         try:
             check_is_fitted(est)
             fitted = True
@@ -472,6 +486,8 @@ class InfluenceEstimator(
             With ``kind="perturbation"``; with ``top_k`` a tuple ``(rows,
             features, values)`` of arrays of shape (n_test, abs(top_k)).
         """
+        if getattr(self, "_torch", False):
+            return score_torch(self, X, y, top_k=top_k, kind=kind)
         if kind not in ("loss", "perturbation"):
             raise ValueError(
                 f"kind must be 'loss' or 'perturbation'; got {kind!r}."
@@ -526,6 +542,8 @@ class InfluenceEstimator(
             Parameter changes in the layout of ``theta_`` (for each output its
             coefficients, then its intercept).
         """
+        if getattr(self, "_torch", False):
+            return influence_on_params_torch(self, X, y, sample_weight)
         W, E, _, Z, _, _ = self._terms_for(X, y, sample_weight)
         delta = _newton.param_shifts(self._solver, Z, W)
         if E is not None:
@@ -561,6 +579,8 @@ class InfluenceEstimator(
             rows.
         """
         check_is_fitted(self, "theta_")
+        if getattr(self, "_torch", False):
+            return self_influence_torch(self, X, y, sample_weight)
         a = self._adapter
         if X is None:
             if y is not None:
@@ -600,6 +620,8 @@ class InfluenceEstimator(
             how much row j pushes the output toward the predicted class (or
             up, for regressors). Positive: row j supports the prediction.
         """
+        if getattr(self, "_torch", False):
+            return transform_torch(self, X)
         Z, _, raw = self._prepare(X)
         L = self._left(Z, self._output_grad(raw))
         return score_train_rows(

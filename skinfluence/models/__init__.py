@@ -10,7 +10,8 @@ SUPPORTED = (
     "linear (LinearRegression, Ridge, SGDRegressor(loss='squared_error')), "
     "logistic (LogisticRegression with an l2 penalty or none, "
     "SGDClassifier(loss='log_loss')) and smooth-hinge SVM (LinearSVC, "
-    "SGDClassifier(loss='hinge'))"
+    "SGDClassifier(loss='hinge')); and torch modules wrapped in "
+    "skinfluence.torch.TorchModel"
 )
 
 

@@ -1,0 +1,172 @@
+"""What InfluenceEstimator does for torch models (skinfluence.torch.TorchModel).
+
+Same semantics as the GLM path, first order only: with ``J`` the training
+objective in sum form (see :mod:`skinfluence.models._torch`) and ``H`` its
+Hessian at theta-hat, leaving row j out moves the parameters by about
+``H^-1 grad l_j``, so
+
+- ``score[i, j] = grad L_i' H^-1 grad l_j`` ~ ``L_i(theta without j) - L_i(theta)``
+  (positive: row j helps test row i);
+- ``transform[i, j] = -grad f_i' H^-1 grad l_j`` ~ ``f_i(theta) - f_i(theta
+  without j)``;
+- ``influence_on_params[j] = H^-1 grad l_j``;
+- ``self_influence[j] = grad l_j' H^-1 grad l_j``.
+
+torch is imported only when a torch model is fitted.
+"""
+
+import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._scoring import _sort_top, _top_k
+from .solvers import make_solver, resolve_method
+
+
+def is_torch_model(estimator):
+    """Whether ``estimator`` is a TorchModel (without importing torch)."""
+    return type(estimator).__name__ == "TorchModel" and type(
+        estimator).__module__ == "skinfluence.torch"
+
+
+def fit_torch(est, model, X, y):
+    """``InfluenceEstimator.fit`` for a TorchModel; returns ``est``."""
+    from sklearn.exceptions import NotFittedError
+
+    from .models._torch import TorchAdapter
+
+    if est.estimate == "newton":
+        raise ValueError(
+            "estimate='newton' applies to GLM families only; torch models take "
+            "estimate='influence'."
+        )
+    if y is None:
+        raise ValueError(
+            "InfluenceEstimator requires y to be passed, but the target y is None."
+        )
+    try:
+        check_is_fitted(model)
+    except NotFittedError:
+        model.fit(X, y)  # records classes_; a TorchModel is never trained here
+    est.estimator_ = model
+    if hasattr(model, "n_features_in_"):
+        est.n_features_in_ = model.n_features_in_
+    adapter = TorchAdapter(model, X, y)
+    if adapter.classes is not None:
+        est.classes_ = adapter.classes
+    est.n_train_ = adapter.n_train
+    est.n_params_ = adapter.n_params
+    est.theta_ = adapter.theta.copy()
+    est.method_ = resolve_method(est.method, adapter.n_params)
+    if est.method_ == "ekfac":
+        from .solvers._ekfac import EKFACSolver
+
+        params = dict(est.solver_params or {})
+        unknown = set(params) - {"batch_size"}
+        if unknown:
+            raise ValueError(
+                f"solver_params {sorted(unknown)} do not apply to method='ekfac'; "
+                "it takes ['batch_size']."
+            )
+        solver = EKFACSolver(damping=est.damping, **params).fit(adapter)
+    else:
+        solver = make_solver(est.method_, damping=est.damping, tol=est.tol,
+                             random_state=est.random_state,
+                             solver_params=est.solver_params)
+        H = adapter.hessian() if est.method_ == "direct" else (
+            adapter.hessian_operator())
+        solver.fit(H, null_space=None)
+    est._adapter = adapter
+    est._solver = solver
+    est.solver_info_ = dict(solver.info_)
+    return est
+
+
+def _check(est):
+    check_is_fitted(est, "theta_")
+    current = est._adapter.read_theta()
+    if current.shape != est.theta_.shape or not np.array_equal(current, est.theta_):
+        raise ValueError(
+            "The wrapped module's parameters changed since InfluenceEstimator.fit "
+            "(was it retrained?); call fit again."
+        )
+    return est._adapter
+
+
+def _check_top_k(top_k, n_train):
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or (
+            top_k == 0):
+        raise ValueError(
+            f"top_k must be a non-zero integer (negative for the most harmful rows)"
+            f" or None; got {top_k!r}."
+        )
+    if abs(top_k) > n_train:
+        raise ValueError(
+            f"abs(top_k)={abs(top_k)} exceeds the number of training rows "
+            f"n_train_={n_train}."
+        )
+    return int(top_k)
+
+
+def _contract(est, L, sign=1, top_k=None):
+    """``sign * L @ G_train.T`` over chunks of training rows, or its top-k."""
+    adapter = est._adapter
+    n_out = L.shape[0]
+    if top_k is None:
+        out = np.empty((n_out, adapter.n_train))
+        for rows, G in adapter.train_grad_chunks():
+            out[:, rows] = sign * (L @ G.T)
+        return out
+    idx = np.empty((n_out, 0), dtype=np.intp)
+    vals = np.empty((n_out, 0))
+    for rows, G in adapter.train_grad_chunks():
+        b_idx, b_vals = _top_k(sign * (L @ G.T), top_k, offset=rows.start)
+        idx, vals = _top_k(np.hstack([vals, b_vals]), top_k,
+                           indices=np.hstack([idx, b_idx]))
+    return _sort_top(idx, vals, top_k)
+
+
+def score_torch(est, X, y, top_k=None, kind="loss"):
+    """``InfluenceEstimator.score_influence`` for a TorchModel."""
+    if kind != "loss":
+        raise ValueError(
+            f"kind={kind!r} is not supported for torch models; use kind='loss'."
+        )
+    adapter = _check(est)
+    top_k = _check_top_k(top_k, est.n_train_)
+    L = est._solver.solve(adapter.user_grad_rows(X, y).T).T
+    return _contract(est, L, top_k=top_k)
+
+
+def influence_on_params_torch(est, X, y, sample_weight=None):
+    """``InfluenceEstimator.influence_on_params`` for a TorchModel."""
+    if sample_weight is not None:
+        raise ValueError("sample_weight is not supported for torch models.")
+    adapter = _check(est)
+    return est._solver.solve(adapter.user_grad_rows(X, y).T).T
+
+
+def self_influence_torch(est, X=None, y=None, sample_weight=None):
+    """``InfluenceEstimator.self_influence`` for a TorchModel."""
+    if sample_weight is not None:
+        raise ValueError("sample_weight is not supported for torch models.")
+    adapter = _check(est)
+    if X is None:
+        if y is not None:
+            raise ValueError("y was given without X; pass both or neither.")
+        out = []
+        for _, G in adapter.train_grad_chunks():
+            out.append(np.sum(G * est._solver.solve(G.T).T, axis=1))
+        return np.concatenate(out)
+    if y is None:
+        raise ValueError("self_influence needs y together with X.")
+    G = adapter.user_grad_rows(X, y)
+    return np.sum(G * est._solver.solve(G.T).T, axis=1)
+
+
+def transform_torch(est, X):
+    """``InfluenceEstimator.transform`` for a TorchModel."""
+    adapter = _check(est)
+    L = est._solver.solve(adapter.output_grad_rows(X).T).T
+    return _contract(est, L, sign=-1)

@@ -1,0 +1,216 @@
+"""Derivatives of a trained torch module's training objective, by torch.func.
+
+The objective, in sum form like every other family, is::
+
+    J(theta) = sum_j l_j(theta) + 1/2 lambda_n ||theta||^2,
+    lambda_n = n_train * weight_decay,
+
+since ``weight_decay`` is stated as ``torch.optim`` states it, on the mean
+loss (``mean_j l_j + weight_decay / 2 ||theta||^2`` is J / n_train). theta
+is the flat vector of the selected parameters (``TorchModel.params``), in
+``named_parameters()`` order, each flattened row-major; the others and the
+buffers are constants. torch is imported here only.
+"""
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, jvp, vmap
+
+from ..solvers import HessianOperator
+
+#: Rows per batch of Hessian products and per-row gradients (memory bound).
+BATCH_SIZE = 1024
+
+
+class TorchAdapter:
+    """Per-row gradients and Hessian products of a fitted TorchModel.
+
+    Parameters
+    ----------
+    model : skinfluence.torch.TorchModel
+        Fitted wrapper.
+    X, y : array-like
+        Its training data.
+    batch_size : int, default=256
+        Rows per batch: memory is bounded by it, not by n_train.
+    """
+
+    family = "torch"
+
+    def __init__(self, model, X, y, *, batch_size=BATCH_SIZE):
+        self.model = model
+        self.module = model.module_
+        self.module.eval()
+        self.batch_size = int(batch_size)
+        self.dtype, self.device = model._param()
+        named = dict(self.module.named_parameters())
+        selected = list(named) if model.params is None else list(model.params)
+        self.names = selected
+        self.shapes = [tuple(named[n].shape) for n in selected]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        self.fixed = {n: p.detach() for n, p in named.items() if n not in selected}
+        self.fixed.update({n: b.detach() for n, b in self.module.named_buffers()})
+        self.n_params = int(sum(self.sizes))
+        self.theta_t = self._flatten({n: named[n].detach() for n in selected})
+        self.theta = self.theta_t.cpu().numpy().astype(np.float64)
+        self.loss_fn = model._loss_fn()
+        self.classes = getattr(model, "classes_", None)
+        self.X = model._to_tensor(X)
+        self.y = model._target_tensor(y)
+        self.n_train = int(self.X.shape[0])
+        if self.y.shape[0] != self.n_train:
+            raise ValueError(
+                f"X has {self.n_train} rows but y has {self.y.shape[0]}; they must "
+                "match."
+            )
+        self.lambda_n = float(self.n_train * model.weight_decay)
+        self._train_grads = None
+
+    # ------------------------------------------------------------ params
+    def _flatten(self, params):
+        return torch.cat([params[n].reshape(-1) for n in self.names])
+
+    def unflatten(self, theta):
+        """Dict ``{name: tensor}`` of the selected parameters from flat theta."""
+        parts = torch.split(theta, self.sizes)
+        return {n: p.reshape(s) for n, p, s in zip(self.names, parts, self.shapes)}
+
+    def read_theta(self):
+        """The module's current selected parameters, flat, in numpy."""
+        named = dict(self.module.named_parameters())
+        return self._flatten({n: named[n].detach() for n in self.names}).cpu().numpy()
+
+    def _tensor(self, a):
+        return torch.as_tensor(np.asarray(a), dtype=self.dtype, device=self.device)
+
+    # ------------------------------------------------------------ losses
+    def _output(self, theta, x):
+        return functional_call(self.module, {**self.fixed, **self.unflatten(theta)},
+                               (x,))
+
+    def _loss_one(self, theta, x, t):
+        return self.loss_fn(self._output(theta, x[None]), t[None])[0]
+
+    def _loss_sum(self, theta, x, t):
+        return self.loss_fn(self._output(theta, x), t).sum()
+
+    def _batches(self, n):
+        return [slice(i, min(i + self.batch_size, n))
+                for i in range(0, n, self.batch_size)]
+
+    def loss_rows(self, X, y):
+        """Per-row losses (n,) in numpy."""
+        Xt, yt = self.model._to_tensor(X), self.model._target_tensor(y)
+        with torch.no_grad():
+            return np.concatenate([
+                self.loss_fn(self._output(self.theta_t, Xt[b]), yt[b]).cpu().numpy()
+                for b in self._batches(Xt.shape[0])]) if Xt.shape[0] else np.empty(0)
+
+    def _grad_rows(self, f, Xt, yt):
+        per_row = vmap(grad(f), in_dims=(None, 0, 0), chunk_size=64)
+        out = [per_row(self.theta_t, Xt[b], yt[b]).detach()
+               for b in self._batches(Xt.shape[0])]
+        if not out:
+            return np.empty((0, self.n_params))
+        return torch.cat(out).cpu().numpy().astype(np.float64)
+
+    def user_grad_rows(self, X, y):
+        """Per-row gradients of the loss, (n_rows, n_params), in chunks."""
+        return self._grad_rows(self._loss_one, self.model._to_tensor(X),
+                               self.model._target_tensor(y))
+
+    def _measurement(self, theta, x, k):
+        out = self._output(theta, x[None])[0].reshape(-1)
+        if self.classes is None:
+            return out.sum()
+        if out.shape[0] == 1:  # binary logit: signed toward the predicted class
+            return torch.where(out[0] >= 0, out[0], -out[0])
+        return out.gather(0, k.reshape(1))[0]
+
+    def output_grad_rows(self, X):
+        """Per-row gradients of the measured output, (n_rows, n_params).
+
+        The logit of the predicted class for classifiers (for one logit, the
+        margin toward the predicted class), the output (summed over outputs)
+        for regression.
+        """
+        Xt = self.model._to_tensor(X)
+        with torch.no_grad():
+            out = torch.cat([self._output(self.theta_t, Xt[b])
+                             for b in self._batches(Xt.shape[0])]) if len(Xt) else None
+        n = Xt.shape[0]
+        if out is not None and self.classes is not None and out.reshape(n, -1).shape[
+                1] > 1:
+            k = out.reshape(n, -1).argmax(dim=1)
+        else:
+            k = torch.zeros(n, dtype=torch.int64, device=self.device)
+        return self._grad_rows(self._measurement, Xt, k)
+
+    def train_grad_chunks(self, max_bytes=2**28):
+        """Yield ``(slice, G)``: per-row training gradients by chunks of rows.
+
+        Cached when all of them fit in ``max_bytes``, else recomputed.
+        """
+        if self._train_grads is not None:
+            yield slice(0, self.n_train), self._train_grads
+            return
+        if 8 * self.n_train * self.n_params <= max_bytes:
+            self._train_grads = self._grad_rows(self._loss_one, self.X, self.y)
+            yield slice(0, self.n_train), self._train_grads
+            return
+        step = max(1, max_bytes // (8 * self.n_params))
+        for start in range(0, self.n_train, step):
+            b = slice(start, min(start + step, self.n_train))
+            yield b, self._grad_rows(self._loss_one, self.X[b], self.y[b])
+
+    def objective_gradient(self):
+        """Gradient of J at theta-hat, (n_params,) in numpy."""
+        g = torch.zeros_like(self.theta_t)
+        for b in self._batches(self.n_train):
+            g += grad(self._loss_sum)(self.theta_t, self.X[b], self.y[b])
+        g += self.lambda_n * self.theta_t
+        return g.cpu().numpy()
+
+    # ------------------------------------------------------------ Hessian
+    def _hvp_batch(self, V, rows):
+        """``sum_{j in rows} H_j V`` for V (k, n_params), forward-over-reverse."""
+        x, t = self.X[rows], self.y[rows]
+        g = grad(self._loss_sum)
+
+        def hvp(v):
+            return jvp(lambda th: g(th, x, t), (self.theta_t,), (v,))[1]
+
+        try:
+            return vmap(hvp)(V)
+        except RuntimeError:  # an op without a batching rule for jvp
+            return torch.stack([hvp(v) for v in V])
+
+    def hvp(self, V, rows=None, scale=1.0):
+        """``(scale * sum_j H_j + lambda_n I) V`` for V of shape (n_params, k)."""
+        Vt = self._tensor(V).T.contiguous()
+        out = torch.zeros_like(Vt)
+        batches = self._batches(self.n_train) if rows is None else [rows]
+        for b in batches:
+            for c in range(0, Vt.shape[0], 32):
+                out[c:c + 32] += self._hvp_batch(Vt[c:c + 32], b).detach()
+        out = scale * out + self.lambda_n * Vt
+        return out.T.cpu().numpy().astype(np.float64)
+
+    def hessian(self):
+        """Dense Hessian of J (small n_params only)."""
+        H = self.hvp(np.eye(self.n_params))
+        return (H + H.T) / 2
+
+    def hessian_operator(self):
+        """Matrix-free Hessian of J, with mini-batch products for LiSSA."""
+        def sample(rng, batch_size):
+            idx = np.sort(rng.choice(self.n_train, size=min(batch_size, self.n_train),
+                                     replace=False))
+            rows = torch.as_tensor(idx, device=self.device)
+            return lambda V: self.hvp(V, rows=rows,
+                                      scale=self.n_train / len(idx))
+
+        return HessianOperator(self.n_params, self.hvp, sample=sample)
+
+    def null_space(self):
+        return None

@@ -1,0 +1,321 @@
+"""Influence functions for trained PyTorch modules.
+
+:class:`TorchModel` wraps an already trained ``torch.nn.Module`` with its
+training loss and weight decay, so that :class:`~skinfluence.InfluenceEstimator`
+can take influence with respect to its parameters. torch is optional: this
+module imports it only when a TorchModel is used.
+"""
+
+import copy
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+LOSSES = ("cross_entropy", "mse")
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "TorchModel needs PyTorch, which is not installed; install it with "
+            "`pip install skinfluence[torch]`."
+        ) from exc
+    return torch
+
+
+def _resolve_dtype(torch, dtype):
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    resolved = getattr(torch, str(dtype), None)
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ValueError(
+            f"dtype must be a floating torch dtype or its name ('float64', "
+            f"'float32'); got {dtype!r}."
+        )
+    return resolved
+
+
+class TorchModel(BaseEstimator):
+    """A trained ``torch.nn.Module`` with the loss it was trained on.
+
+    ``fit`` does **not** train: the module is taken as trained on the data
+    passed to ``fit``, which only records the classes (classification
+    losses) and the number of features. Influence is then taken with
+    respect to the module's parameters (all of them, or those named in
+    ``params``) through :class:`~skinfluence.InfluenceEstimator`.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The trained network; its output is the logits (classification) or
+        the prediction (regression). A module left in training mode is put
+        in evaluation mode (with a warning when it has dropout or batch
+        normalisation layers).
+    loss : {"cross_entropy", "mse"} or callable, default="cross_entropy"
+        Per-row training loss. "cross_entropy" is the softmax cross-entropy
+        on K >= 2 outputs, or, for a module with a single output, the
+        logistic loss of that logit (BCE with logits) toward
+        ``classes_[1]``. "mse" is the squared error summed over outputs. A
+        callable ``loss(output, target)`` must return per-row losses
+        (reduction "none"); its target is the class index (int64 tensor)
+        when ``classes`` is given, else ``y`` as a float tensor.
+    weight_decay : float, default=0.0
+        The L2 penalty as ``torch.optim`` states it, on the *mean* loss:
+        the objective is ``mean_j l_j + weight_decay / 2 ||theta||^2``. It
+        applies to the parameters influence is taken on (``params``).
+    params : list of str, default=None
+        Names (as in ``module.named_parameters()``, e.g. ``"2.weight"``) of
+        the parameters to take influence on; None means all of them. The
+        others are held fixed.
+    device : str or torch.device, default=None
+        Where to compute; None keeps the module's device.
+    dtype : str or torch.dtype, default="float64"
+        Floating type of the computation; influence needs float64 for
+        accurate inverse-Hessian products. None keeps the module's. The
+        module is copied when it has to be converted.
+    classes : array-like, default=None
+        Class labels, in the order of the module's outputs. Defaults to
+        ``np.unique(y)`` at ``fit`` for classification losses.
+
+    Attributes
+    ----------
+    module_ : torch.nn.Module
+        The module used, in evaluation mode, of ``dtype`` on ``device``.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (classification losses only).
+    n_features_in_ : int
+        Number of features (columns of a 2-D X) seen during ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skinfluence.torch import TorchModel
+    >>> X = np.random.default_rng(0).normal(size=(20, 3))
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> net = torch.nn.Linear(3, 2)
+    >>> model = TorchModel(net, weight_decay=1e-3).fit(X, y)
+    >>> model.predict_proba(X).shape
+    (20, 2)
+    """
+
+    def __init__(self, module, *, loss="cross_entropy", weight_decay=0.0,
+                 params=None, device=None, dtype="float64", classes=None):
+        self.module = module
+        self.loss = loss
+        self.weight_decay = weight_decay
+        self.params = params
+        self.device = device
+        self.dtype = dtype
+        self.classes = classes
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Record classes and input size; the module itself is not trained.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            The data the module was trained on.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Its targets.
+
+        Returns
+        -------
+        self : object
+            This wrapper, marked fitted.
+        """
+        torch = _import_torch()
+        if not isinstance(self.module, torch.nn.Module):
+            raise TypeError(
+                f"module must be a torch.nn.Module; got {type(self.module).__name__}."
+            )
+        if not (callable(self.loss) or self.loss in LOSSES):
+            raise ValueError(
+                f"loss must be one of {list(LOSSES)} or a callable "
+                f"loss(output, target) returning per-row losses; got {self.loss!r}."
+            )
+        if not np.isscalar(self.weight_decay) or self.weight_decay < 0:
+            raise ValueError(
+                f"weight_decay must be a non-negative float; got {self.weight_decay!r}."
+            )
+        names = [n for n, _ in self.module.named_parameters()]
+        if self.params is not None:
+            unknown = [p for p in self.params if p not in names]
+            if unknown or not len(self.params):
+                raise ValueError(
+                    f"params {unknown or list(self.params)} name no parameter of the "
+                    f"module; its parameters are {names}."
+                )
+        dtype = _resolve_dtype(torch, self.dtype)
+        if self.module.training:
+            kinds = (torch.nn.modules.dropout._DropoutNd,
+                     torch.nn.modules.batchnorm._NormBase)
+            stochastic = [type(m).__name__ for m in self.module.modules()
+                          if isinstance(m, kinds)]
+            if stochastic:
+                warnings.warn(
+                    f"The module was in training mode and has {sorted(set(stochastic))}"
+                    " layers; it is put in evaluation mode (module.eval()), as "
+                    "influence functions need a deterministic network.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            self.module.eval()
+        module = self.module
+        first = next(iter(module.parameters()), None)
+        device = None if self.device is None else torch.device(self.device)
+        needs_copy = first is not None and (
+            (dtype is not None and first.dtype != dtype)
+            or (device is not None and first.device != device))
+        if needs_copy:
+            module = copy.deepcopy(module).to(device=device, dtype=dtype)
+        module.eval()
+        self.module_ = module
+        X = np.asarray(X)
+        if X.ndim == 2:
+            self.n_features_in_ = X.shape[1]
+        if self._is_classifier():
+            if self.classes is not None:
+                self.classes_ = np.asarray(self.classes)
+            elif y is not None:
+                self.classes_ = np.unique(np.asarray(y))
+            else:
+                raise ValueError("A classification loss needs y (or classes).")
+        return self
+
+    def _is_classifier(self):
+        if callable(self.loss):
+            return self.classes is not None
+        return self.loss == "cross_entropy"
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "module_")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier" if self._is_classifier() else "regressor"
+        tags.non_deterministic = False
+        return tags
+
+    # ------------------------------------------------------------ internals
+    def _param(self):
+        first = next(iter(self.module_.parameters()), None)
+        if first is None:
+            torch = _import_torch()
+            return torch.get_default_dtype(), torch.device("cpu")
+        return first.dtype, first.device
+
+    def _to_tensor(self, X):
+        torch = _import_torch()
+        dtype, device = self._param()
+        if isinstance(X, torch.Tensor):
+            return X.to(device=device, dtype=dtype)
+        return torch.as_tensor(np.asarray(X, dtype=np.float64), dtype=dtype,
+                               device=device)
+
+    def _target_tensor(self, y):
+        """The loss's target for labels y (class indices or float values)."""
+        torch = _import_torch()
+        dtype, device = self._param()
+        y = np.asarray(y)
+        if self._is_classifier():
+            idx = np.searchsorted(self.classes_, y)
+            bad = (idx >= len(self.classes_)) | (
+                self.classes_[np.minimum(idx, len(self.classes_) - 1)] != y)
+            if np.any(bad):
+                raise ValueError(
+                    f"y has labels {np.unique(y[bad]).tolist()} not in classes_ "
+                    f"{self.classes_.tolist()}."
+                )
+            return torch.as_tensor(idx, dtype=torch.int64, device=device)
+        return torch.as_tensor(y.astype(np.float64), dtype=dtype, device=device)
+
+    def _loss_fn(self):
+        """Per-row loss ``f(output, target) -> (n,)`` in torch."""
+        torch = _import_torch()
+        F = torch.nn.functional
+        if callable(self.loss):
+            return self.loss
+        if self.loss == "mse":
+            def mse(out, t):
+                t = t.reshape(out.shape)
+                return ((out - t) ** 2).reshape(out.shape[0], -1).sum(dim=1)
+            return mse
+
+        def cross_entropy(out, t):
+            if out.ndim == 2 and out.shape[1] == 1 or out.ndim == 1:
+                z = out.reshape(-1)
+                return F.binary_cross_entropy_with_logits(
+                    z, t.to(z.dtype), reduction="none")
+            return F.cross_entropy(out, t, reduction="none")
+        return cross_entropy
+
+    def _forward(self, X):
+        torch = _import_torch()
+        with torch.no_grad():
+            return self.module_(self._to_tensor(X))
+
+    # ----------------------------------------------------------- prediction
+    def decision_function(self, X):
+        """The module's output (logits) as a numpy array.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Raw outputs; a single output is flattened.
+        """
+        out = self._forward(X).detach().cpu().numpy()
+        return out.reshape(-1) if out.ndim == 2 and out.shape[1] == 1 else out
+
+    def predict_proba(self, X):
+        """Class probabilities: softmax of the logits (sigmoid for one output).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Class probabilities in the order of ``classes_``.
+        """
+        if not self._is_classifier() or callable(self.loss):
+            raise AttributeError("predict_proba needs loss='cross_entropy'.")
+        torch = _import_torch()
+        out = self._forward(X)
+        if out.ndim == 1 or out.shape[1] == 1:
+            p = torch.sigmoid(out.reshape(-1))
+            return torch.stack([1 - p, p], dim=1).cpu().numpy()
+        return torch.softmax(out, dim=1).cpu().numpy()
+
+    def predict(self, X):
+        """Predicted classes (argmax of the logits) or values.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, ...)
+            Inputs.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels for classification losses, else the output.
+        """
+        out = self.decision_function(X)
+        if not self._is_classifier():
+            return out
+        if out.ndim == 1:
+            return self.classes_[(out > 0).astype(int)]
+        return self.classes_[np.argmax(out, axis=1)]
+
+
+__all__ = ["TorchModel"]
