@@ -1,8 +1,7 @@
 """Torch models: TorchModel, the torch adapter, its estimator path and EK-FAC.
 
-The estimator entry points are called through ``skinfluence._torch_path``
-(what ``InfluenceEstimator`` dispatches to for a TorchModel), so these tests
-do not depend on that wiring.
+Everything goes through the public ``InfluenceEstimator`` API, which
+dispatches a TorchModel to ``skinfluence._torch_path``.
 """
 
 import warnings
@@ -15,13 +14,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from skinfluence import InfluenceEstimator
-from skinfluence._torch_path import (
-    fit_torch,
-    influence_on_params_torch,
-    score_torch,
-    self_influence_torch,
-    transform_torch,
-)
 
 torch = pytest.importorskip("torch")
 
@@ -38,8 +30,7 @@ def _one_thread():
 
 
 def _influence(model, X, y, **params):
-    est = InfluenceEstimator(model, **params)
-    return fit_torch(est, model, X, y)
+    return InfluenceEstimator(model, **params).fit(X, y)
 
 
 # --------------------------------------------------- (a) logistic regression
@@ -69,7 +60,7 @@ def test_logistic_matches_glm(load, method, params):
     model, ref, Xtr, ytr, Xte, yte = _logistic_case(load)
     est = _influence(model, Xtr, ytr, method=method, **params)
     expected = ref.score_influence(Xte, yte)
-    np.testing.assert_allclose(score_torch(est, Xte, yte), expected, rtol=1e-6,
+    np.testing.assert_allclose(est.score_influence(Xte, yte), expected, rtol=1e-6,
                                atol=1e-9 * np.abs(expected).max())
     assert est.method_ == method
     assert est.n_params_ == ref.n_params_ and est.n_train_ == len(ytr)
@@ -81,17 +72,17 @@ def test_logistic_other_outputs_match_glm(load):
     model, ref, Xtr, ytr, Xte, yte = _logistic_case(load)
     est = _influence(model, Xtr, ytr)  # auto -> direct
     assert est.method_ == "direct"
-    np.testing.assert_allclose(self_influence_torch(est), ref.self_influence(),
+    np.testing.assert_allclose(est.self_influence(), ref.self_influence(),
                                rtol=1e-6, atol=1e-12)
-    np.testing.assert_allclose(self_influence_torch(est, Xte, yte),
+    np.testing.assert_allclose(est.self_influence(Xte, yte),
                                ref.self_influence(Xte, yte), rtol=1e-6, atol=1e-12)
-    np.testing.assert_allclose(influence_on_params_torch(est, Xte, yte),
+    np.testing.assert_allclose(est.influence_on_params(Xte, yte),
                                ref.influence_on_params(Xte, yte), rtol=1e-6,
                                atol=1e-12)
-    np.testing.assert_allclose(transform_torch(est, Xte), ref.transform(Xte),
+    np.testing.assert_allclose(est.transform(Xte), ref.transform(Xte),
                                rtol=1e-6, atol=1e-12)
     for k in (4, -4):
-        idx, vals = score_torch(est, Xte, yte, top_k=k)
+        idx, vals = est.score_influence(Xte, yte, top_k=k)
         idx0, vals0 = ref.score_influence(Xte, yte, top_k=k)
         np.testing.assert_array_equal(idx, idx0)
         np.testing.assert_allclose(vals, vals0, rtol=1e-6)
@@ -105,9 +96,9 @@ def test_ekfac_exact_when_kronecker_is():
     net = torch.nn.Linear(5, 3).double()
     model = TorchModel(net, weight_decay=0.1, classes=[0, 1, 2]).fit(X, y)
     Xte, yte = rng.normal(size=(4, 5)), np.array([0, 1, 2, 1])
-    exact = score_torch(_influence(model, X, y, method="direct"), Xte, yte)
+    exact = _influence(model, X, y, method="direct").score_influence(Xte, yte)
     ek = _influence(model, X, y, method="ekfac")
-    np.testing.assert_allclose(score_torch(ek, Xte, yte), exact, rtol=1e-8)
+    np.testing.assert_allclose(ek.score_influence(Xte, yte), exact, rtol=1e-8)
     (layer,) = ek.solver_info_["layers"]
     assert layer["shape"] == (3, 6) and layer["bias"]
 
@@ -227,8 +218,8 @@ def _leave_one_out(J, theta, L, j, n):
 def test_mlp_influence_tracks_leave_one_out(mlp):
     model, Xtr, ytr, Xte, yte, J, theta = mlp
     est = _influence(model, Xtr, ytr, method="cg", tol=1e-10)
-    S = score_torch(est, Xte, yte)
-    direct = score_torch(_influence(model, Xtr, ytr, method="direct"), Xte, yte)
+    S = est.score_influence(Xte, yte)
+    direct = _influence(model, Xtr, ytr, method="direct").score_influence(Xte, yte)
     np.testing.assert_allclose(S, direct, rtol=1e-6, atol=1e-8 * np.abs(S).max())
 
     ones = torch.ones(N_TRAIN, dtype=torch.float64)
@@ -258,9 +249,9 @@ def test_mlp_influence_tracks_leave_one_out(mlp):
 
 def test_mlp_ekfac_ranking(mlp):
     model, Xtr, ytr, Xte, yte, _, _ = mlp
-    cg = score_torch(_influence(model, Xtr, ytr, method="cg", tol=1e-10), Xte, yte)
+    cg = _influence(model, Xtr, ytr, method="cg", tol=1e-10).score_influence(Xte, yte)
     est = _influence(model, Xtr, ytr, method="ekfac")
-    ek = score_torch(est, Xte, yte)
+    ek = est.score_influence(Xte, yte)
     assert [lay["name"] for lay in est.solver_info_["layers"]] == ["0", "2"]
     # Measured per test row over all 200 training rows: Spearman 0.60-0.80,
     # Pearson 0.89-0.96. EK-FAC is a block-diagonal Gauss-Newton
@@ -325,11 +316,11 @@ def test_parameter_subset_and_changed_module():
         X, y)
     est = _influence(model, X, y)
     assert est.n_params_ == 15 and est.theta_.shape == (15,)
-    assert score_torch(est, X[:2], y[:2]).shape == (2, 30)
+    assert est.score_influence(X[:2], y[:2]).shape == (2, 30)
     with torch.no_grad():
         net[2].bias += 1
     with pytest.raises(ValueError, match="changed"):
-        score_torch(est, X[:2], y[:2])
+        est.score_influence(X[:2], y[:2])
 
 
 # ------------------------------------------------------- (d) predictions
