@@ -31,7 +31,7 @@ How to run
 ----------
 From the repository root::
 
-    python benchmarks/bench_scale.py --quick          # small sizes, ~1 minute
+    python benchmarks/bench_scale.py --quick          # small sizes, ~10-30 s
     python benchmarks/bench_scale.py --part b         # one part at full size
     python benchmarks/bench_scale.py                  # all parts, full size
     python benchmarks/bench_scale.py --threads 1      # single-threaded BLAS

@@ -303,7 +303,8 @@ class InfluenceEstimator(
              else adapter.hessian_operator(Z, s, hess))
         solver.fit(H, null_space=adapter.null_space())
         self._solver = solver
-        self.solver_info_ = dict(solver.info_)
+        # The solver's own record: later solves (cg, lissa) append to it.
+        self.solver_info_ = solver.info_
 
         self._Z, self._y, self._s = Z, y_enc, s
         self._raw = raw

@@ -411,6 +411,12 @@ class GLMAdapter(ModelAdapter):
     def hvp(self, Z, s, hess, V):
         """``H @ V`` without forming H; V has shape (n_params, k)."""
         K = self.n_outputs
+        if K == 1:  # the common case, without stacking copies
+            R = np.asarray(Z @ V)
+            R *= (s * hess[:, 0, 0])[:, None]
+            out = np.asarray(Z.T @ R)
+            out += self.penalty[:, None] * V
+            return out
         p = Z.shape[1]
         V3 = V.reshape(K, p, -1)
         # raw directions: (n, K, k)

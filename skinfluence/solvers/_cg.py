@@ -46,44 +46,47 @@ class CGSolver(Solver):
         return self
 
     def _apply(self, V):
-        return self.op_.matmat(V) + self.damping * V
+        AV = self.op_.matmat(V)
+        if self.damping:
+            AV += self.damping * V
+        return AV
 
     def _precondition(self, R):
-        return R if self.inv_diag_ is None else self.inv_diag_[:, None] * R
+        return R.copy() if self.inv_diag_ is None else self.inv_diag_[:, None] * R
 
     def solve(self, B):
         B = np.asarray(B, dtype=np.float64)
         squeeze = B.ndim == 1
-        B = self._project(B.reshape(B.shape[0], -1))
+        B = np.ascontiguousarray(self._project(B.reshape(B.shape[0], -1)))
+        # All columns are updated in place; a converged column's step is
+        # zero (no fancy-indexed copies of these n_params x k arrays).
         X = np.zeros_like(B)
         R = B.copy()
         b_norm = np.linalg.norm(B, axis=0)
+        safe_b = np.where(b_norm > 0, b_norm, 1.0)
         active = b_norm > 0
         Zr = self._precondition(R)
         P = Zr.copy()
         rz = np.einsum("ij,ij->j", R, Zr)
         rel = np.zeros(B.shape[1])
         it = 0
-        for it in range(1, self.max_iter_ + 1):
-            cols = np.flatnonzero(active)
-            if cols.size == 0:
-                it -= 1
-                break
-            AP = self._apply(P[:, cols])
-            alpha = rz[cols] / np.einsum("ij,ij->j", P[:, cols], AP)
-            X[:, cols] += alpha * P[:, cols]
-            R[:, cols] -= alpha * AP
-            rel[cols] = np.linalg.norm(R[:, cols], axis=0) / b_norm[cols]
-            done = rel[cols] <= self.tol
-            active[cols[done]] = False
-            keep = cols[~done]
-            if keep.size == 0:
-                break
-            Zk = self._precondition(R[:, keep])
-            rz_new = np.einsum("ij,ij->j", R[:, keep], Zk)
-            beta = rz_new / rz[keep]
-            rz[keep] = rz_new
-            P[:, keep] = Zk + beta * P[:, keep]
+        while np.any(active) and it < self.max_iter_:
+            it += 1
+            AP = self._apply(P)
+            pap = np.einsum("ij,ij->j", P, AP)
+            alpha = np.where(active, rz / np.where(active & (pap != 0), pap, 1.0), 0.0)
+            X += alpha * P
+            AP *= alpha
+            R -= AP
+            del AP
+            rel = np.linalg.norm(R, axis=0) / safe_b
+            active &= rel > self.tol
+            Zr = self._precondition(R)
+            rz_new = np.einsum("ij,ij->j", R, Zr)
+            beta = np.where(active, rz_new / np.where(rz != 0, rz, 1.0), 0.0)
+            rz = rz_new
+            P *= beta
+            P += Zr
         worst = float(rel.max()) if rel.size else 0.0
         self.info_["n_solves"] += B.shape[1]
         self.info_["iterations"].append(it)
