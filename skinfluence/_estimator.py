@@ -122,7 +122,10 @@ class InfluenceEstimator(
     method_ : str
         The solver ``method`` resolved to.
     solver_info_ : dict
-        What the solver did (method, damping, factorisation pivots).
+        What the solver did: method and damping; the smallest Cholesky pivot
+        (direct), iterations and largest residual of each solve (cg), scale,
+        depth and residuals (lissa), rank, eigenvalues and captured share of
+        the trace (arnoldi). Iterative solvers append to it at each solve.
     theta_ : ndarray of shape (`n_params_`,)
         Fitted parameters at ``fit`` time, coefficients then intercept for
         each output.
