@@ -213,10 +213,10 @@ def part_a(size, seed):
            "solver_info_"], rows)
 
 
-def part_b(size, seed):
+def part_b(size, seed, tol=1e-8, n_jobs=-1):
     n_train, n_test, d, nnz = (size[k] for k in ("n_train", "n_test", "d", "nnz"))
     print(f"\n(b) sparse: {n_train} x {d} CSR, ~{nnz} draws per row, "
-          f"n_test={n_test}, method='cg', top_k=10")
+          f"n_test={n_test}, method='cg', tol={tol:g}, n_jobs={n_jobs}, top_k=10")
     t0 = time.perf_counter()
     X, y = make_sparse(n_train + n_test, d, nnz, seed=seed)
     Xtr, ytr, Xte, yte = split(X, y, n_test)
@@ -226,7 +226,7 @@ def part_b(size, seed):
     model, t_model = fit_model(Xtr, ytr, C=10.0, tol=1e-6, max_iter=10_000)
     print(f"    model fit {t_model:.1f} s ({model.n_iter_[0]} lbfgs iterations, "
           f"train accuracy {model.score(Xtr, ytr):.3f}), excluded")
-    inf = InfluenceEstimator(model, method="cg")
+    inf = InfluenceEstimator(model, method="cg", tol=tol, n_jobs=n_jobs)
     print(f"    peak RSS before: {max_rss() / GiB:.2f} GiB")
     _, t_fit, m_fit, r_fit = measure(lambda: inf.fit(Xtr, ytr))
     _, t_score, m_score, r_score = measure(
@@ -283,6 +283,12 @@ def main():
     parser.add_argument("--n-test", type=int, default=None,
                         help="override the number of test rows of every part")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tol", type=float, default=1e-8,
+                        help="CG tolerance of part (b); retrieval needs far less "
+                             "than the default")
+    parser.add_argument("--n-jobs", type=int, default=-1,
+                        help="InfluenceEstimator's n_jobs in part (b): threads "
+                             "for the sparse Hessian products")
     args = parser.parse_args()
 
     limits = None
@@ -297,7 +303,10 @@ def main():
         size = dict(SIZES[name][1 if args.quick else 0])
         if args.n_test is not None:
             size["n_test"] = args.n_test
-        parts[name](size, args.seed)
+        if name == "b":
+            part_b(size, args.seed, tol=args.tol, n_jobs=args.n_jobs)
+        else:
+            parts[name](size, args.seed)
     if limits is not None:
         limits.unregister()
 

@@ -5,6 +5,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import effective_n_jobs
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -88,8 +89,9 @@ class InfluenceEstimator(
         SGDClassifier(loss="hinge")); ignored for other models.
     n_jobs : int, default=None
         Number of jobs scoring chunks of training rows in parallel, through
-        joblib. ``None`` means 1 unless in a ``joblib.parallel_config``
-        context; -1 uses all processors.
+        joblib; iterative solvers on sparse data also run their Hessian
+        products in that many threads. ``None`` means 1 unless in a
+        ``joblib.parallel_config`` context; -1 uses all processors.
     verbose : int, default=0
         Verbosity of the parallel scoring.
     random_state : int, RandomState instance or None, default=None
@@ -303,7 +305,8 @@ class InfluenceEstimator(
         )
         # Only the direct solver sees a dense Hessian; the others its products.
         H = (adapter.hessian(Z, s, hess) if self.method_ == "direct"
-             else adapter.hessian_operator(Z, s, hess))
+             else adapter.hessian_operator(Z, s, hess,
+                                           n_threads=effective_n_jobs(self.n_jobs)))
         solver.fit(H, null_space=adapter.null_space())
         self._solver = solver
         # The solver's own record: later solves (cg, lissa) append to it.

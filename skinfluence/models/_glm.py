@@ -15,6 +15,7 @@ of size ``(n_rows, n_params)`` is ever formed.
 """
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -184,6 +185,29 @@ def right_contract(L, Z, W):
         prod *= W[:, k]
         out = prod if out is None else out + prod
     return out
+
+
+class _ThreadedGram:
+    """``V -> Z' diag(w) Z V + diag(penalty) V`` for sparse Z, in threads."""
+
+    def __init__(self, Z, w, penalty, n_threads):
+        Z = Z.tocsr()
+        ZT = Z.T.tocsr()
+        self.w, self.penalty, self.n_threads = w, penalty, n_threads
+        self.row_blocks = [Z[r[0]:r[-1] + 1]
+                           for r in np.array_split(np.arange(Z.shape[0]), n_threads)]
+        self.col_blocks = [ZT[r[0]:r[-1] + 1]
+                           for r in np.array_split(np.arange(Z.shape[1]), n_threads)]
+
+    def __call__(self, V):
+        with ThreadPoolExecutor(self.n_threads) as pool:
+            R = np.vstack(list(pool.map(lambda B: np.asarray(B @ V),
+                                        self.row_blocks)))
+            R *= self.w[:, None]
+            out = np.vstack(list(pool.map(lambda B: np.asarray(B @ R),
+                                          self.col_blocks)))
+        out += self.penalty[:, None] * V
+        return out
 
 
 def kron_rows(W, Z):
@@ -391,9 +415,17 @@ class GLMAdapter(ModelAdapter):
         )
         return diag + self.penalty
 
-    def hessian_operator(self, Z, s, hess):
-        """H as a matrix-free operator; mini-batches for stochastic solvers."""
+    def hessian_operator(self, Z, s, hess, n_threads=1):
+        """H as a matrix-free operator; mini-batches for stochastic solvers.
+
+        With ``n_threads > 1`` and sparse Z, the two sparse products of each
+        Hessian product run on row blocks in threads: scipy's sparse kernels
+        release the GIL, and they are single-threaded otherwise.
+        """
         n = Z.shape[0]
+        matmat = lambda V: self.hvp(Z, s, hess, V)  # noqa: E731
+        if sp.issparse(Z) and n_threads > 1 and self.n_outputs == 1:
+            matmat = _ThreadedGram(Z, s * hess[:, 0, 0], self.penalty, n_threads)
 
         def sample(rng, batch_size):
             rows = rng.choice(n, size=min(batch_size, n), replace=False)
@@ -403,7 +435,7 @@ class GLMAdapter(ModelAdapter):
 
         return HessianOperator(
             self.n_params,
-            lambda V: self.hvp(Z, s, hess, V),
+            matmat,
             diagonal=self.hessian_diagonal(Z, s, hess),
             sample=sample,
         )

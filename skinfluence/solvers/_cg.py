@@ -51,21 +51,27 @@ class CGSolver(Solver):
             AV += self.damping * V
         return AV
 
-    def _precondition(self, R):
-        return R.copy() if self.inv_diag_ is None else self.inv_diag_[:, None] * R
+    def _precondition(self, R, out):
+        if self.inv_diag_ is None:
+            np.copyto(out, R)
+        else:
+            np.multiply(self.inv_diag_[:, None], R, out=out)
+        return out
 
     def solve(self, B):
         B = np.asarray(B, dtype=np.float64)
         squeeze = B.ndim == 1
         B = np.ascontiguousarray(self._project(B.reshape(B.shape[0], -1)))
-        # All columns are updated in place; a converged column's step is
-        # zero (no fancy-indexed copies of these n_params x k arrays).
+        # Every column is updated in place, a converged one by a zero step:
+        # no fancy-indexed copies, and the n_params x k work arrays (X, R, P,
+        # Zr, T) are allocated once.
         X = np.zeros_like(B)
         R = B.copy()
-        b_norm = np.linalg.norm(B, axis=0)
+        T = np.empty_like(B)
+        b_norm = np.sqrt(np.einsum("ij,ij->j", B, B))
         safe_b = np.where(b_norm > 0, b_norm, 1.0)
         active = b_norm > 0
-        Zr = self._precondition(R)
+        Zr = self._precondition(R, np.empty_like(B))
         P = Zr.copy()
         rz = np.einsum("ij,ij->j", R, Zr)
         rel = np.zeros(B.shape[1])
@@ -75,13 +81,14 @@ class CGSolver(Solver):
             AP = self._apply(P)
             pap = np.einsum("ij,ij->j", P, AP)
             alpha = np.where(active, rz / np.where(active & (pap != 0), pap, 1.0), 0.0)
-            X += alpha * P
+            np.multiply(P, alpha, out=T)
+            X += T
             AP *= alpha
             R -= AP
             del AP
-            rel = np.linalg.norm(R, axis=0) / safe_b
+            rel = np.sqrt(np.einsum("ij,ij->j", R, R)) / safe_b
             active &= rel > self.tol
-            Zr = self._precondition(R)
+            self._precondition(R, Zr)
             rz_new = np.einsum("ij,ij->j", R, Zr)
             beta = np.where(active, rz_new / np.where(rz != 0, rz, 1.0), 0.0)
             rz = rz_new

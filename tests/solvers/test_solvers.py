@@ -153,3 +153,18 @@ def test_unknown_solver_params_are_refused():
     with pytest.raises(ValueError, match=r"'rank'.*do not apply to method='cg'"):
         InfluenceEstimator(model, method="cg", solver_params={"rank": 3}).fit(
             Xtr, ytr)
+
+
+def test_threaded_sparse_hessian_products_equal_plain_ones():
+    X = sp.random(400, 300, density=0.05, format="csr", random_state=1)
+    sums = np.asarray(X.sum(axis=1)).ravel()
+    y = sums > np.median(sums)
+    model = LogisticRegression(C=10.0, tol=1e-10).fit(X, y)
+    plain = InfluenceEstimator(model, method="cg", tol=1e-12).fit(X, y)
+    threaded = InfluenceEstimator(model, method="cg", tol=1e-12, n_jobs=2).fit(X, y)
+    V = np.random.default_rng(0).standard_normal((plain.n_params_, 3))
+    np.testing.assert_allclose(threaded._solver.op_.matmat(V),
+                               plain._solver.op_.matmat(V), rtol=1e-12)
+    direct = InfluenceEstimator(model).fit(X, y).score_influence(X[:20], y[:20])
+    np.testing.assert_allclose(threaded.score_influence(X[:20], y[:20]), direct,
+                               rtol=1e-6, atol=1e-8 * np.abs(direct).max())
