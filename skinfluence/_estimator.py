@@ -227,17 +227,18 @@ class InfluenceEstimator(
                 "InfluenceEstimator requires y to be passed, but the target y is None."
             )
         y = np.asarray(y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
         est = self.estimator
         if type(est).__name__ == "FrozenEstimator":
             est = est.estimator
-        # torch models (skinfluence.torch.TorchModel) take the autograd path.
+        # torch models (TorchModel, skorch nets) take the autograd path, with
+        # y as the module's loss takes it (a column for skorch regressors).
         self._torch = is_torch_model(est)
         if self._torch:
             if sample_weight is not None:
                 raise ValueError("sample_weight is not supported for torch models.")
             return fit_torch(self, est, X, y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         try:
             check_is_fitted(est)
             fitted = True

@@ -23,9 +23,12 @@ from .solvers import make_solver, resolve_method
 
 
 def is_torch_model(estimator):
-    """Whether ``estimator`` is a TorchModel (without importing torch)."""
-    return type(estimator).__name__ == "TorchModel" and type(
-        estimator).__module__ == "skinfluence.torch"
+    """Whether ``estimator`` is a TorchModel or a skorch net (without imports)."""
+    from .torch import is_skorch_net
+
+    return is_skorch_net(estimator) or (
+        type(estimator).__name__ == "TorchModel"
+        and type(estimator).__module__ == "skinfluence.torch")
 
 
 def fit_torch(est, model, X, y):
@@ -43,11 +46,17 @@ def fit_torch(est, model, X, y):
         raise ValueError(
             "InfluenceEstimator requires y to be passed, but the target y is None."
         )
+    from .torch import TorchModel, is_skorch_net
+
+    est.estimator_ = model  # predictions are delegated to it
+    if is_skorch_net(model):
+        if not (getattr(model, "initialized_", False) and len(model.history)):
+            model.fit(X, y)  # an unfitted net is trained, like any estimator
+        model = TorchModel.from_skorch(model)
     try:
         check_is_fitted(model)
     except NotFittedError:
         model.fit(X, y)  # records classes_; a TorchModel is never trained here
-    est.estimator_ = model
     if hasattr(model, "n_features_in_"):
         est.n_features_in_ = model.n_features_in_
     adapter = TorchAdapter(model, X, y)

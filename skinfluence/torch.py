@@ -15,6 +15,43 @@ from sklearn.base import BaseEstimator
 LOSSES = ("cross_entropy", "mse")
 
 
+def is_skorch_net(obj):
+    """Whether ``obj`` is a skorch ``NeuralNet`` (without importing skorch)."""
+    return any(c.__name__ == "NeuralNet" and c.__module__.startswith("skorch")
+               for c in type(obj).__mro__)
+
+
+class _SkorchLoss:
+    """Per-row loss equal, on average, to a skorch net's criterion.
+
+    skorch trains on ``criterion_(y_pred, y)`` with reduction "mean": the
+    average over every element. Evaluated with reduction "none" and averaged
+    over the non-batch dimensions, the mean of these rows is that loss.
+    ``NeuralNetClassifier`` feeds ``NLLLoss`` the log of the module's
+    probabilities (plus the float32 epsilon skorch adds), and
+    ``BCEWithLogitsLoss`` takes float targets: both are reproduced here.
+    """
+
+    def __init__(self, criterion, log_proba=False, float_target=False, eps=0.0):
+        self.criterion = copy.deepcopy(criterion)
+        self.criterion.reduction = "none"
+        self.log_proba, self.float_target, self.eps = log_proba, float_target, eps
+
+    def __call__(self, output, target):
+        torch = _import_torch()
+        if self.log_proba:
+            output = torch.log(output + self.eps)
+        if self.float_target:
+            target = target.to(output.dtype).reshape(output.shape)
+        elif target.is_floating_point():
+            target = target.reshape(output.shape)
+        rows = self.criterion(output, target)
+        return rows.reshape(rows.shape[0], -1).mean(dim=1)
+
+    def __repr__(self):
+        return f"skorch criterion {type(self.criterion).__name__}"
+
+
 def _import_torch():
     try:
         import torch
@@ -110,6 +147,98 @@ class TorchModel(BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.classes = classes
+
+    @classmethod
+    def from_skorch(cls, net, **kwargs):
+        """A TorchModel for a fitted skorch ``NeuralNet``.
+
+        The module, criterion and weight decay are read off the net:
+        ``module_``; ``criterion_`` with reduction "mean" (NLLLoss on the log
+        of the module's probabilities for ``NeuralNetClassifier``, as skorch
+        computes it); and the ``weight_decay`` of ``optimizer_``, which torch
+        optimizers apply as the gradient of ``weight_decay / 2 ||theta||^2``
+        on the mean loss, this class's convention. Passing a skorch net to
+        :class:`~skinfluence.InfluenceEstimator` does this itself; call it
+        to restrict ``params`` or change ``dtype`` or ``device``.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            A fitted NeuralNetClassifier, NeuralNetBinaryClassifier or
+            NeuralNetRegressor (or another NeuralNet with a standard torch
+            loss as criterion).
+        **kwargs
+            Other TorchModel parameters (``params``, ``device``, ``dtype``).
+
+        Returns
+        -------
+        model : TorchModel
+            Unfitted wrapper of ``net.module_``; ``fit(X, y)`` with the
+            net's training data.
+
+        Raises
+        ------
+        ValueError
+            If the net is not initialized, its criterion does not use
+            reduction "mean" or has class weights, or its optimizer's
+            parameter groups disagree on weight decay.
+        """
+        torch = _import_torch()
+        if not is_skorch_net(net):
+            raise TypeError(
+                f"net must be a skorch NeuralNet; got {type(net).__name__}.")
+        if not getattr(net, "initialized_", False):
+            raise ValueError("The skorch net is not initialized; fit it first.")
+        criterion = net.criterion_
+        if not isinstance(criterion, torch.nn.modules.loss._Loss):
+            raise ValueError(
+                f"The skorch net's criterion {type(criterion).__name__} is not a "
+                "torch loss; wrap net.module_ in TorchModel with a per-row loss."
+            )
+        if getattr(criterion, "reduction", "mean") != "mean":
+            raise ValueError(
+                f"The skorch net's criterion has reduction={criterion.reduction!r};"
+                " only 'mean' (skorch's default) is supported: with another, "
+                "the weight decay's scale against the loss is not the one read "
+                "here."
+            )
+        if getattr(criterion, "weight", None) is not None or getattr(
+                criterion, "pos_weight", None) is not None:
+            raise ValueError(
+                "The skorch net's criterion has class weights, which make its "
+                "mean a weighted mean; wrap net.module_ in TorchModel with a "
+                "per-row loss instead."
+            )
+        groups = net.optimizer_.param_groups
+        decays = {float(g.get("weight_decay", 0.0)) for g in groups}
+        if len(decays) > 1:
+            raise ValueError(
+                f"The skorch net's optimizer has parameter groups with different "
+                f"weight_decay {sorted(decays)}; TorchModel takes one."
+            )
+        weight_decay = decays.pop() if decays else 0.0
+        if weight_decay and isinstance(net.optimizer_, torch.optim.AdamW):
+            warnings.warn(
+                "AdamW decouples weight decay from the gradient: its fixed point "
+                "is not a minimum of the loss plus an L2 penalty, so the "
+                "penalty read as weight_decay is an approximation.",
+                UserWarning, stacklevel=2)
+        if getattr(net, "train_split", None) is not None:
+            warnings.warn(
+                "The skorch net holds out a validation split while training "
+                "(train_split is set), so it was trained on part of X only; "
+                "influence takes all of X as training data. Set train_split=None.",
+                UserWarning, stacklevel=2)
+        classes = getattr(net, "classes_", None)
+        is_nll = isinstance(criterion, torch.nn.NLLLoss)
+        is_bce = isinstance(criterion, torch.nn.BCEWithLogitsLoss)
+        if is_bce and classes is None:
+            classes = np.array([0, 1])
+        dtype = next(iter(net.module_.parameters())).dtype
+        loss = _SkorchLoss(criterion, log_proba=is_nll, float_target=is_bce,
+                           eps=torch.finfo(dtype).eps)
+        kwargs.setdefault("classes", classes)
+        return cls(net.module_, loss=loss, weight_decay=weight_decay, **kwargs)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):

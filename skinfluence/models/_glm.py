@@ -187,26 +187,45 @@ def right_contract(L, Z, W):
     return out
 
 
-class _ThreadedGram:
-    """``V -> Z' diag(w) Z V + diag(penalty) V`` for sparse Z, in threads."""
+class _SparseGram:
+    """``V -> Z' diag(w) Z V + diag(penalty) V`` for sparse Z, cache-blocked.
 
-    def __init__(self, Z, w, penalty, n_threads):
-        Z = Z.tocsr()
-        ZT = Z.T.tocsr()
-        self.w, self.penalty, self.n_threads = w, penalty, n_threads
-        self.row_blocks = [Z[r[0]:r[-1] + 1]
-                           for r in np.array_split(np.arange(Z.shape[0]), n_threads)]
-        self.col_blocks = [ZT[r[0]:r[-1] + 1]
-                           for r in np.array_split(np.arange(Z.shape[1]), n_threads)]
+    Both sparse products are memory-bound: each non-zero of Z reads (or
+    updates) a whole row of the dense operand.  Taking the columns of V a few
+    at a time keeps that operand in the last-level cache, which is about
+    twice as fast as one product over all columns.  The column blocks are
+    independent, so with ``n_threads > 1`` they run in threads: scipy's
+    sparse kernels release the GIL and are single-threaded otherwise.
+    """
+
+    # Bytes of one dense column block: the working set of both products
+    # (measured best at ~8 MiB on a 32 MiB L3 shared by two threads).
+    block_bytes = 2**23
+
+    def __init__(self, Z, w, penalty, n_threads=1):
+        self.Z = Z.tocsr()
+        self.ZT = Z.T.tocsr()  # row access for the transposed product
+        self.w, self.penalty, self.n_threads = w[:, None], penalty[:, None], n_threads
+        self.block = int(np.clip(self.block_bytes // (8 * Z.shape[1]), 4, 64))
+
+    def _block(self, V, out, cols):
+        Vb = np.ascontiguousarray(V[:, cols])
+        R = np.asarray(self.Z @ Vb)
+        R *= self.w
+        Ob = np.asarray(self.ZT @ R)
+        Ob += self.penalty * Vb
+        out[:, cols] = Ob
 
     def __call__(self, V):
-        with ThreadPoolExecutor(self.n_threads) as pool:
-            R = np.vstack(list(pool.map(lambda B: np.asarray(B @ V),
-                                        self.row_blocks)))
-            R *= self.w[:, None]
-            out = np.vstack(list(pool.map(lambda B: np.asarray(B @ R),
-                                          self.col_blocks)))
-        out += self.penalty[:, None] * V
+        V = V.reshape(V.shape[0], -1)
+        out = np.empty_like(V, dtype=np.float64)
+        blocks = [slice(i, i + self.block) for i in range(0, V.shape[1], self.block)]
+        if self.n_threads > 1 and len(blocks) > 1:
+            with ThreadPoolExecutor(min(self.n_threads, len(blocks))) as pool:
+                list(pool.map(lambda cols: self._block(V, out, cols), blocks))
+        else:
+            for cols in blocks:
+                self._block(V, out, cols)
         return out
 
 
@@ -418,14 +437,13 @@ class GLMAdapter(ModelAdapter):
     def hessian_operator(self, Z, s, hess, n_threads=1):
         """H as a matrix-free operator; mini-batches for stochastic solvers.
 
-        With ``n_threads > 1`` and sparse Z, the two sparse products of each
-        Hessian product run on row blocks in threads: scipy's sparse kernels
-        release the GIL, and they are single-threaded otherwise.
+        For sparse Z (one output), products run through :class:`_SparseGram`:
+        cache-blocked over the columns of V, in ``n_threads`` threads.
         """
         n = Z.shape[0]
         matmat = lambda V: self.hvp(Z, s, hess, V)  # noqa: E731
-        if sp.issparse(Z) and n_threads > 1 and self.n_outputs == 1:
-            matmat = _ThreadedGram(Z, s * hess[:, 0, 0], self.penalty, n_threads)
+        if sp.issparse(Z) and self.n_outputs == 1:
+            matmat = _SparseGram(Z, s * hess[:, 0, 0], self.penalty, n_threads)
 
         def sample(rng, batch_size):
             rows = rng.choice(n, size=min(batch_size, n), replace=False)

@@ -62,21 +62,27 @@ class CGSolver(Solver):
         B = np.asarray(B, dtype=np.float64)
         squeeze = B.ndim == 1
         B = np.ascontiguousarray(self._project(B.reshape(B.shape[0], -1)))
-        # Every column is updated in place, a converged one by a zero step:
-        # no fancy-indexed copies, and the n_params x k work arrays (X, R, P,
-        # Zr, T) are allocated once.
-        X = np.zeros_like(B)
-        R = B.copy()
-        T = np.empty_like(B)
+        k = B.shape[1]
+        out = np.zeros_like(B)
         b_norm = np.sqrt(np.einsum("ij,ij->j", B, B))
-        safe_b = np.where(b_norm > 0, b_norm, 1.0)
-        active = b_norm > 0
-        Zr = self._precondition(R, np.empty_like(B))
+        rel = np.zeros(k)
+        # The working set: columns still iterating, in place.  A converged
+        # column takes zero steps until the set is compacted (when a quarter
+        # of it has converged), so the Hessian products, which dominate the
+        # cost, shrink with it while fancy-indexed copies stay rare.
+        cols = np.flatnonzero(b_norm > 0)
+        X = np.zeros((B.shape[0], cols.size))
+        # (Fancy indexing along axis 1 returns Fortran order: copy back to C
+        # so that every in-place update below walks memory in order.)
+        R = np.ascontiguousarray(B[:, cols])
+        T = np.empty_like(R)
+        safe_b = b_norm[cols]
+        active = np.ones(cols.size, dtype=bool)
+        Zr = self._precondition(R, np.empty_like(R))
         P = Zr.copy()
         rz = np.einsum("ij,ij->j", R, Zr)
-        rel = np.zeros(B.shape[1])
         it = 0
-        while np.any(active) and it < self.max_iter_:
+        while cols.size and it < self.max_iter_:
             it += 1
             AP = self._apply(P)
             pap = np.einsum("ij,ij->j", P, AP)
@@ -86,21 +92,32 @@ class CGSolver(Solver):
             AP *= alpha
             R -= AP
             del AP
-            rel = np.sqrt(np.einsum("ij,ij->j", R, R)) / safe_b
-            active &= rel > self.tol
+            rel[cols] = np.sqrt(np.einsum("ij,ij->j", R, R)) / safe_b
+            active &= rel[cols] > self.tol
+            if active.sum() <= 0.75 * active.size:
+                out[:, cols[~active]] = X[:, ~active]
+                X, R, P = (np.ascontiguousarray(A[:, active]) for A in (X, R, P))
+                cols, rz, safe_b = cols[active], rz[active], safe_b[active]
+                T, Zr = np.empty_like(R), np.empty_like(R)
+                active = np.ones(cols.size, dtype=bool)
+                if not cols.size:
+                    break
             self._precondition(R, Zr)
             rz_new = np.einsum("ij,ij->j", R, Zr)
             beta = np.where(active, rz_new / np.where(rz != 0, rz, 1.0), 0.0)
             rz = rz_new
             P *= beta
             P += Zr
+        out[:, cols] = X
+        active = rel > self.tol
+        X = out
         worst = float(rel.max()) if rel.size else 0.0
-        self.info_["n_solves"] += B.shape[1]
+        self.info_["n_solves"] += k
         self.info_["iterations"].append(it)
         self.info_["residuals"].append(worst)
         if np.any(active):
             warnings.warn(
-                f"CG did not converge: {int(active.sum())} of {B.shape[1]} "
+                f"CG did not converge: {int(active.sum())} of {k} "
                 f"systems still have a relative residual above tol={self.tol:g} "
                 f"after max_iter={self.max_iter_} iterations (largest residual "
                 f"{worst:.3g}). Raise max_iter, loosen tol, or set damping > 0.",

@@ -155,16 +155,45 @@ def test_unknown_solver_params_are_refused():
             Xtr, ytr)
 
 
-def test_threaded_sparse_hessian_products_equal_plain_ones():
+def test_cg_compacts_converged_columns_without_changing_them():
+    # Block-diagonal H: right-hand sides on the diagonal block converge in one
+    # Jacobi-preconditioned step, the others take many; the working set is
+    # compacted in between, and every column must still be the exact solve.
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((40, 40))
+    H = np.zeros((60, 60))
+    H[:20, :20] = np.diag(rng.uniform(1, 5, 20))
+    H[20:, 20:] = A @ A.T + 0.1 * np.eye(40)
+    B = np.zeros((60, 9))
+    B[:20, :6] = rng.standard_normal((20, 6))
+    B[20:, 6:] = rng.standard_normal((40, 3))
+    B[:, 4] = 0.0  # a zero column solves to zero
+    solver = CGSolver(tol=1e-12).fit(HessianOperator.from_dense(H))
+    calls = []
+    matmat = solver.op_.matmat
+    solver.op_.matmat = lambda V: calls.append(V.shape[1]) or matmat(V)
+    np.testing.assert_allclose(solver.solve(B), np.linalg.solve(H, B),
+                               rtol=1e-9, atol=1e-12)
+    assert calls[0] == 8 and max(calls[2:]) <= 3  # the easy columns dropped
+    assert solver.info_["iterations"][0] > 5
+
+
+def test_threaded_sparse_hessian_products_equal_dense_ones():
     X = sp.random(400, 300, density=0.05, format="csr", random_state=1)
     sums = np.asarray(X.sum(axis=1)).ravel()
     y = sums > np.median(sums)
     model = LogisticRegression(C=10.0, tol=1e-10).fit(X, y)
+    # The dense Hessian, from the direct solver's Cholesky factor on dense X.
+    direct = InfluenceEstimator(model, method="direct").fit(X.toarray(), y)
+    R = np.triu(direct._solver.factor_[0])
     plain = InfluenceEstimator(model, method="cg", tol=1e-12).fit(X, y)
     threaded = InfluenceEstimator(model, method="cg", tol=1e-12, n_jobs=2).fit(X, y)
-    V = np.random.default_rng(0).standard_normal((plain.n_params_, 3))
-    np.testing.assert_allclose(threaded._solver.op_.matmat(V),
-                               plain._solver.op_.matmat(V), rtol=1e-12)
+    # 130 columns: several cache blocks of the sparse products.
+    V = np.random.default_rng(0).standard_normal((plain.n_params_, 130))
+    expected = R.T @ (R @ V)
+    for inf in (plain, threaded):
+        np.testing.assert_allclose(inf._solver.op_.matmat(V), expected,
+                                   rtol=1e-12, atol=1e-12)
     direct = InfluenceEstimator(model).fit(X, y).score_influence(X[:20], y[:20])
     np.testing.assert_allclose(threaded.score_influence(X[:20], y[:20]), direct,
                                rtol=1e-6, atol=1e-8 * np.abs(direct).max())
