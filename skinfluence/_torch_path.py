@@ -87,6 +87,9 @@ def fit_torch(est, model, X, y):
     est._adapter = adapter
     est._solver = solver
     est.solver_info_ = dict(solver.info_)
+    # EK-FAC approximates the Gauss-Newton matrix whatever the model says.
+    est.solver_info_["curvature"] = (
+        "ggn" if est.method_ == "ekfac" else adapter.curvature)
     return est
 
 

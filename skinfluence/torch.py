@@ -116,6 +116,15 @@ class TorchModel(BaseEstimator):
     classes : array-like, default=None
         Class labels, in the order of the module's outputs. Defaults to
         ``np.unique(y)`` at ``fit`` for classification losses.
+    curvature : {"hessian", "ggn"}, default="hessian"
+        The curvature H that influence inverts. "hessian" is the exact
+        Hessian of the objective (Koh & Liang), which is indefinite away from
+        a minimum. "ggn" is its generalised Gauss-Newton part
+        ``sum_j J_j' M_j J_j + lambda_n I`` (``J_j`` the Jacobian of row j's
+        output, ``M_j`` the Hessian of its loss in the output): positive
+        definite for convex losses, the curvature of Grosse et al. (2023),
+        and the one that ``method="ekfac"`` approximates, whatever this
+        setting.
 
     Attributes
     ----------
@@ -139,7 +148,8 @@ class TorchModel(BaseEstimator):
     """
 
     def __init__(self, module, *, loss="cross_entropy", weight_decay=0.0,
-                 params=None, device=None, dtype="float64", classes=None):
+                 params=None, device=None, dtype="float64", classes=None,
+                 curvature="hessian"):
         self.module = module
         self.loss = loss
         self.weight_decay = weight_decay
@@ -147,6 +157,7 @@ class TorchModel(BaseEstimator):
         self.device = device
         self.dtype = dtype
         self.classes = classes
+        self.curvature = curvature
 
     @classmethod
     def from_skorch(cls, net, **kwargs):
@@ -265,6 +276,10 @@ class TorchModel(BaseEstimator):
             raise ValueError(
                 f"loss must be one of {list(LOSSES)} or a callable "
                 f"loss(output, target) returning per-row losses; got {self.loss!r}."
+            )
+        if self.curvature not in ("hessian", "ggn"):
+            raise ValueError(
+                f"curvature must be 'hessian' or 'ggn'; got {self.curvature!r}."
             )
         if not np.isscalar(self.weight_decay) or self.weight_decay < 0:
             raise ValueError(

@@ -14,7 +14,7 @@ buffers are constants. torch is imported here only.
 
 import numpy as np
 import torch
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, grad, hessian, jvp, vjp, vmap
 
 from ..solvers import HessianOperator
 
@@ -64,6 +64,7 @@ class TorchAdapter:
                 "match."
             )
         self.lambda_n = float(self.n_train * model.weight_decay)
+        self.curvature = getattr(model, "curvature", "hessian")
         self._train_grads = None
 
     # ------------------------------------------------------------ params
@@ -185,19 +186,54 @@ class TorchAdapter:
         except RuntimeError:  # an op without a batching rule for jvp
             return torch.stack([hvp(v) for v in V])
 
+    def output_hessians(self, out, t):
+        """``M_j``: Hessian of each row's loss in the flat output, (b, K, K)."""
+        shape = out.shape[1:]
+        loss_fn = self.loss_fn
+
+        def row_loss(o, ti):
+            return loss_fn(o.reshape(1, *shape), ti[None])[0]
+
+        M = vmap(hessian(row_loss))(out.detach().reshape(out.shape[0], -1), t)
+        return (M + M.transpose(1, 2)) / 2
+
+    def _ggn_batch(self, V, rows):
+        """``sum_{j in rows} J_j' M_j J_j V`` for V (k, n_params).
+
+        The Gauss-Newton part of the Hessian: the network linearised at
+        theta-hat (``J_j`` the Jacobian of row j's output), the loss kept
+        exactly. Forward mode gives ``J_j v``, reverse mode ``J_j' u``.
+        """
+        x, t = self.X[rows], self.y[rows]
+
+        def f(th):
+            return self._output(th, x)
+
+        out, pull = vjp(f, self.theta_t)
+        M = self.output_hessians(out, t)
+        Jv = vmap(lambda v: jvp(f, (self.theta_t,), (v,))[1])(V)  # (k, b, ...)
+        k, b = Jv.shape[0], Jv.shape[1]
+        MJv = torch.einsum("bij,cbj->cbi", M, Jv.reshape(k, b, -1))
+        return vmap(lambda u: pull(u)[0])(MJv.reshape(Jv.shape))
+
     def hvp(self, V, rows=None, scale=1.0):
-        """``(scale * sum_j H_j + lambda_n I) V`` for V of shape (n_params, k)."""
+        """``(scale * sum_j H_j + lambda_n I) V`` for V of shape (n_params, k).
+
+        ``H_j`` is row j's Hessian, or its Gauss-Newton part when the model's
+        ``curvature`` is "ggn".
+        """
+        product = self._ggn_batch if self.curvature == "ggn" else self._hvp_batch
         Vt = self._tensor(V).T.contiguous()
         out = torch.zeros_like(Vt)
         batches = self._batches(self.n_train) if rows is None else [rows]
         for b in batches:
             for c in range(0, Vt.shape[0], 32):
-                out[c:c + 32] += self._hvp_batch(Vt[c:c + 32], b).detach()
+                out[c:c + 32] += product(Vt[c:c + 32], b).detach()
         out = scale * out + self.lambda_n * Vt
         return out.T.cpu().numpy().astype(np.float64)
 
     def hessian(self):
-        """Dense Hessian of J (small n_params only)."""
+        """Dense Hessian (or Gauss-Newton matrix) of J (small n_params only)."""
         H = self.hvp(np.eye(self.n_params))
         return (H + H.T) / 2
 

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
+from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -248,17 +249,29 @@ def test_mlp_influence_tracks_leave_one_out(mlp):
 
 
 def test_mlp_ekfac_ranking(mlp):
+    """EK-FAC ranks training rows like cg on the curvature it approximates.
+
+    EK-FAC approximates the Gauss-Newton matrix (curvature="ggn"), so the
+    ranking it must reproduce is cg's on that matrix. Measured per test row
+    (4 rows): Spearman over the 20 rows cg finds most influential
+    0.91-0.98; over all 200 rows 0.74-0.86 (the many near-zero rows
+    reorder); Pearson 0.90-0.96. Against cg on the exact Hessian the full
+    ranking drops to 0.60-0.80, and even the exact Gauss-Newton matrix only
+    reaches 0.72 there: that gap is the Gauss-Newton approximation of a
+    non-convex objective, not EK-FAC's Kronecker factors.
+    """
     model, Xtr, ytr, Xte, yte, _, _ = mlp
-    cg = _influence(model, Xtr, ytr, method="cg", tol=1e-10).score_influence(Xte, yte)
+    ggn = clone(model).set_params(curvature="ggn").fit(Xtr, ytr)
+    cg = _influence(ggn, Xtr, ytr, method="cg", tol=1e-10).score_influence(Xte, yte)
     est = _influence(model, Xtr, ytr, method="ekfac")
     ek = est.score_influence(Xte, yte)
     assert [lay["name"] for lay in est.solver_info_["layers"]] == ["0", "2"]
-    # Measured per test row over all 200 training rows: Spearman 0.60-0.80,
-    # Pearson 0.89-0.96. EK-FAC is a block-diagonal Gauss-Newton
-    # approximation of the Hessian cg inverts, so 0.9 is out of reach here.
+    assert est.solver_info_["curvature"] == "ggn"
     for i in range(len(ek)):
-        assert spearmanr(ek[i], cg[i])[0] >= 0.5
-        assert pearsonr(ek[i], cg[i])[0] >= 0.8
+        top = np.argsort(-np.abs(cg[i]))[:20]
+        assert spearmanr(ek[i, top], cg[i, top])[0] >= 0.9
+        assert spearmanr(ek[i], cg[i])[0] >= 0.7
+        assert pearsonr(ek[i], cg[i])[0] >= 0.85
 
 
 def test_ekfac_refuses_other_layers(mlp):

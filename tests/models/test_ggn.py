@@ -1,0 +1,96 @@
+"""curvature="ggn": the Gauss-Newton matrix of a torch model, matrix-free.
+
+Checked against the dense ``sum_j J_j' M_j J_j + lambda_n I`` built from
+per-row Jacobians, and against the exact Hessian where the two coincide
+(a linear model: the network's second derivative vanishes).
+"""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits, load_iris
+from sklearn.preprocessing import StandardScaler
+
+from skinfluence import InfluenceEstimator
+
+torch = pytest.importorskip("torch")
+
+from skinfluence.torch import TorchModel  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _mlp_data(n=60):
+    X, y = load_digits(return_X_y=True)
+    X = X[:n, ::4] / 16.0  # 16 pixels: a small dense Jacobian
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(16, 6), torch.nn.Tanh(),
+                              torch.nn.Linear(6, 10)).double()
+    return net, X, y[:n]
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_ggn_products_equal_dense_gauss_newton(loss):
+    net, X, y = _mlp_data()
+    if loss == "mse":
+        y = np.eye(10)[y]
+    model = TorchModel(net, loss=loss, weight_decay=1e-2, curvature="ggn").fit(X, y)
+    inf = InfluenceEstimator(model, method="direct").fit(X, y)
+    ad = inf._adapter
+    Jac = torch.func.vmap(torch.func.jacrev(
+        lambda th, x: ad._output(th, x[None])[0]), in_dims=(None, 0))(ad.theta_t, ad.X)
+    with torch.no_grad():
+        out = net(ad.X)
+    if loss == "cross_entropy":
+        p = torch.softmax(out, 1)
+        M = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    else:  # squared error summed over outputs: M = 2 I
+        M = 2 * torch.eye(10, dtype=torch.float64).expand(len(X), 10, 10)
+    G = (torch.einsum("nkp,nkl,nlq->pq", Jac, M, Jac)
+         + ad.lambda_n * torch.eye(ad.n_params, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(ad.hessian(), G, rtol=1e-10,
+                               atol=1e-12 * np.abs(G).max())
+    # And it differs from the Hessian of this non-linear network.
+    hess = TorchModel(net, loss=loss, weight_decay=1e-2).fit(X, y)
+    H = InfluenceEstimator(hess, method="cg").fit(X, y)._adapter.hessian()
+    assert np.abs(H - G).max() > 1e-3 * np.abs(G).max()
+
+
+def test_ggn_equals_hessian_for_a_linear_model_and_solvers_agree():
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 3).double()
+    kw = dict(weight_decay=1e-2)
+    ggn = TorchModel(net, curvature="ggn", **kw).fit(X, y)
+    hess = TorchModel(net, **kw).fit(X, y)
+    expected = InfluenceEstimator(hess, method="direct").fit(X, y).score_influence(
+        X[:5], y[:5])
+    for method in ("direct", "cg"):
+        inf = InfluenceEstimator(ggn, method=method, tol=1e-12).fit(X, y)
+        assert inf.solver_info_["curvature"] == "ggn"
+        np.testing.assert_allclose(inf.score_influence(X[:5], y[:5]), expected,
+                                   rtol=1e-6, atol=1e-10 * np.abs(expected).max())
+
+
+def test_ggn_is_positive_definite_where_the_hessian_is_not():
+    # A ReLU net far from a minimum: the Hessian has negative curvature.
+    net, X, y = _mlp_data()
+    net[1] = torch.nn.ReLU()
+    hess = TorchModel(net, weight_decay=1e-4).fit(X, y)
+    with pytest.raises(ValueError, match="not positive definite"):
+        InfluenceEstimator(hess, method="direct").fit(X, y)
+    ggn = TorchModel(net, weight_decay=1e-4, curvature="ggn").fit(X, y)
+    S = InfluenceEstimator(ggn, method="direct").fit(X, y).score_influence(X[:3], y[:3])
+    assert np.all(np.isfinite(S))
+
+
+def test_bad_curvature_name():
+    net, X, y = _mlp_data()
+    with pytest.raises(ValueError, match="curvature must be 'hessian' or 'ggn'"):
+        TorchModel(net, curvature="fisher").fit(X, y)
