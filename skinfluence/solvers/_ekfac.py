@@ -31,19 +31,35 @@ class EKFACSolver(Solver):
     other solvers (up to the Gauss-Newton and Kronecker approximations), and
     the weight decay ``lambda_n`` is added exactly.
 
+    A ``torch.nn.Conv2d`` layer is handled as in KFC (Grosse & Martens,
+    "A Kronecker-factored approximate Fisher matrix for convolution layers",
+    ICML 2016): its weight ``(C_out, C_in, kh, kw)`` is the matrix
+    ``(C_out, C_in*kh*kw)`` (row-major, the column order of
+    ``torch.nn.functional.unfold``), ``a_jt`` is the input patch at output
+    position ``t`` (a 1 appended for the bias) and ``g_jkt`` the output
+    gradient there; ``A = sum_jt a_jt a_jt'``, ``S = sum_jkt g_jkt g_jkt'``
+    and the eigenvalues are corrected with the whole per-row gradient,
+    ``Lambda = sum_jk (Q_S' G_jk Q_A)^2`` with ``G_jk = sum_t g_jkt a_jt'``,
+    the diagonal of the layer's exact Gauss-Newton block in the Kronecker
+    eigenbasis (as for Linear layers, where there is one position).
+
     It is the one solver that sees the model rather than an operator: its
     factors need the layers' inputs and output gradients, collected by
     forward hooks, so ``fit`` takes the torch adapter. Every parameter that
-    influence is taken on must belong to a Linear layer (weight and bias
-    together) whose input is (n_rows, in_features); anything else raises a
-    ValueError.
+    influence is taken on must belong to a Linear layer whose input is
+    (n_rows, in_features), or to a Conv2d layer with ``groups=1`` and
+    ``padding_mode='zeros'`` whose input is (n_rows, C_in, H, W) (any
+    stride, padding or dilation), weight and bias together; anything else
+    raises a ValueError.
 
     Parameters
     ----------
     damping : float, default=0.0
         Added to every corrected eigenvalue.
     batch_size : int, default=256
-        Training rows per forward/backward pass.
+        Training rows per forward/backward pass (memory is bounded by it; a
+        Conv2d layer holds its unfolded input, ``batch_size * C_in*kh*kw *
+        H_out*W_out`` numbers).
     """
 
     def __init__(self, *, damping=0.0, batch_size=256):
@@ -60,8 +76,9 @@ class EKFACSolver(Solver):
             start += size
         layers, claimed = [], set()
         for mname, mod in adapter.module.named_modules():
-            if not isinstance(mod, torch.nn.Linear):
+            if not isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
                 continue
+            kind = "Conv2d" if isinstance(mod, torch.nn.Conv2d) else "Linear"
             prefix = f"{mname}." if mname else ""
             own = [prefix + "weight"] + ([prefix + "bias"] if mod.bias is not None
                                           else [])
@@ -70,21 +87,58 @@ class EKFACSolver(Solver):
                 continue
             if len(chosen) != len(own):
                 raise ValueError(
-                    f"method='ekfac' needs the weight and bias of Linear layer "
+                    f"method='ekfac' needs the weight and bias of {kind} layer "
                     f"{mname!r} together; params selects only {chosen}."
                 )
+            if isinstance(mod, torch.nn.Conv2d):
+                if mod.groups != 1:
+                    raise ValueError(
+                        f"method='ekfac' supports Conv2d layers with groups=1 only; "
+                        f"layer {mname!r} has groups={mod.groups}. Use method='cg'."
+                    )
+                if mod.padding_mode != "zeros":
+                    raise ValueError(
+                        f"method='ekfac' supports Conv2d layers with "
+                        f"padding_mode='zeros' only; layer {mname!r} has "
+                        f"padding_mode={mod.padding_mode!r}. Use method='cg'."
+                    )
+            w0, wshape = offsets[own[0]]
             claimed.update(own)
-            layers.append({"name": mname, "module": mod,
-                           "weight": offsets[own[0]],
+            layers.append({"name": mname, "module": mod, "type": kind,
+                           # the weight as a matrix (out, in [* kh * kw])
+                           "weight": (w0, (wshape[0], int(np.prod(wshape[1:])))),
                            "bias": offsets[own[1]] if len(own) == 2 else None})
         outside = [n for n in adapter.names if n not in claimed]
         if outside:
             raise ValueError(
-                f"method='ekfac' supports torch.nn.Linear layers only; parameters "
-                f"{outside} belong to other layers. Restrict TorchModel(params=...) "
-                "to Linear layers, or use method='cg'."
+                f"method='ekfac' supports torch.nn.Linear and torch.nn.Conv2d layers "
+                f"only; parameters {outside} belong to other layers. Restrict "
+                "TorchModel(params=...) to Linear and Conv2d layers, or use "
+                "method='cg'."
             )
         return layers
+
+    @staticmethod
+    def _patches(lay, a):
+        """Conv2d input (b, C_in, H, W) -> patches (b, C_in*kh*kw, L)."""
+        import torch
+
+        mod = lay["module"]
+        if a.ndim != 4:
+            raise ValueError(
+                f"method='ekfac' needs 4-D (batched) inputs to Conv2d layer "
+                f"{lay['name']!r}; got shape {tuple(a.shape)}."
+            )
+        padding = mod.padding
+        if isinstance(padding, str):  # 'valid' or 'same' (stride 1)
+            pads = []
+            for k, d in zip(reversed(mod.kernel_size), reversed(mod.dilation)):
+                total = 0 if padding == "valid" else d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            a = torch.nn.functional.pad(a, pads)
+            padding = 0
+        return torch.nn.functional.unfold(a, mod.kernel_size, dilation=mod.dilation,
+                                          padding=padding, stride=mod.stride)
 
     def _passes(self, adapter, layers, Q=None):
         """Accumulate (A, S) (``Q`` None) or the corrected eigenvalues."""
@@ -131,27 +185,60 @@ class EKFACSolver(Solver):
                                         else g.detach())
                 for i, lay in enumerate(layers):
                     a = store[i][0].detach()
-                    if a.ndim != 2:
-                        raise ValueError(
-                            f"method='ekfac' needs 2-D inputs to Linear layer "
-                            f"{lay['name']!r}; got shape {tuple(a.shape)}."
-                        )
-                    if lay["bias"] is not None:
-                        a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
-                    g = torch.stack(grads[i])  # (K, b, out)
-                    if Q is None:
-                        part = (a.T @ a, torch.einsum("kbo,kbp->op", g, g))
+                    g = torch.stack(grads[i])  # (K, b, out, ...)
+                    if lay["type"] == "Conv2d":
+                        part = self._conv_part(lay, a, g, None if Q is None
+                                               else Q[i])
                     else:
-                        QS, QA = Q[i]
-                        part = (torch.einsum("kbo,kbi->oi", (g @ QS) ** 2,
-                                             ((a @ QA) ** 2).expand(
-                                                 g.shape[0], -1, -1)),)
+                        part = self._linear_part(lay, a, g, None if Q is None
+                                                 else Q[i])
                     acc[i] = part if acc[i] is None else tuple(
                         u + v for u, v in zip(acc[i], part))
         finally:
             for h in handles:
                 h.remove()
         return acc
+
+    @staticmethod
+    def _linear_part(lay, a, g, Q):
+        import torch
+
+        if a.ndim != 2:
+            raise ValueError(
+                f"method='ekfac' needs 2-D inputs to Linear layer "
+                f"{lay['name']!r}; got shape {tuple(a.shape)}."
+            )
+        if lay["bias"] is not None:
+            a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
+        if Q is None:
+            return (a.T @ a, torch.einsum("kbo,kbp->op", g, g))
+        QS, QA = Q
+        # One position: Q_S' g a' Q_A is an outer product, squared factorwise.
+        return (torch.einsum("kbo,kbi->oi", (g @ QS) ** 2,
+                             ((a @ QA) ** 2).expand(g.shape[0], -1, -1)),)
+
+    def _conv_part(self, lay, a, g, Q):
+        import torch
+
+        a = self._patches(lay, a)  # (b, D, L)
+        if lay["bias"] is not None:
+            a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
+        g = g.reshape(g.shape[0], g.shape[1], g.shape[2], -1)  # (K, b, out, L)
+        if g.shape[3] != a.shape[2]:
+            raise ValueError(
+                f"method='ekfac': Conv2d layer {lay['name']!r} has "
+                f"{g.shape[3]} output positions but {a.shape[2]} input patches."
+            )
+        if Q is None:
+            return (torch.einsum("bdl,bel->de", a, a),
+                    torch.einsum("kbol,kbpl->op", g, g))
+        QS, QA = Q
+        aT = a.transpose(1, 2)  # (b, L, D)
+        lam = 0
+        for gk in g:  # per direction: memory b * out * D
+            G = QS.T @ torch.bmm(gk, aT) @ QA  # (b, out, D), rotated
+            lam = lam + (G ** 2).sum(dim=0)
+        return (lam,)
 
     # ------------------------------------------------------------ solver
     def fit(self, adapter, null_space=None):
@@ -191,6 +278,7 @@ class EKFACSolver(Solver):
             "weight_decay_sum": self.lambda_n_,
             "layers": [
                 {"name": lay["name"],
+                 "type": lay["type"],
                  "shape": tuple(e.shape),
                  "bias": lay["bias"] is not None,
                  "eigenvalue_range": (float(e.min()), float(e.max()))}

@@ -279,7 +279,8 @@ def test_ekfac_refuses_other_layers(mlp):
     net = torch.nn.Sequential(torch.nn.Conv1d(1, 2, 3), torch.nn.Flatten(),
                               torch.nn.Linear(2 * 62, 10)).double()
     conv = TorchModel(net).fit(Xtr[:, None, :], ytr)
-    with pytest.raises(ValueError, match="Linear layers only"):
+    # Conv1d is not supported (Linear and Conv2d are).
+    with pytest.raises(ValueError, match="Linear and torch.nn.Conv2d layers only"):
         _influence(conv, Xtr[:, None, :], ytr, method="ekfac")
     # Restricted to the last Linear layer it works.
     last = TorchModel(net, params=["2.weight", "2.bias"],
