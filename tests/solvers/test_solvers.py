@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from skinfluence import InfluenceEstimator
 from skinfluence.solvers import (
     DIRECT_MAX_PARAMS,
+    ArnoldiSolver,
     CGSolver,
     HessianOperator,
     LiSSASolver,
@@ -197,3 +198,18 @@ def test_threaded_sparse_hessian_products_equal_dense_ones():
     direct = InfluenceEstimator(model).fit(X, y).score_influence(X[:20], y[:20])
     np.testing.assert_allclose(threaded.score_influence(X[:20], y[:20]), direct,
                                rtol=1e-6, atol=1e-8 * np.abs(direct).max())
+
+
+def test_arnoldi_captured_share_estimated_without_a_diagonal():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((80, 80))
+    H = A @ A.T / 80 + np.eye(80)
+    exact = ArnoldiSolver(rank=10, random_state=0).fit(HessianOperator.from_dense(H))
+    assert exact.info_["trace"] == "exact"
+    # The same operator without its diagonal (like a torch model's).
+    bare = HessianOperator(80, lambda V: H @ V)
+    est = ArnoldiSolver(rank=10, random_state=0).fit(bare)
+    assert est.info_["trace"].startswith("hutchinson")
+    np.testing.assert_allclose(est.info_["captured"], exact.info_["captured"],
+                               rtol=0.1)
+    np.testing.assert_allclose(est.eigenvalues_, exact.eigenvalues_, rtol=1e-8)
