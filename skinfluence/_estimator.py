@@ -300,14 +300,15 @@ class InfluenceEstimator(
                 "method='ekfac' applies to torch models (Kronecker-factored "
                 "layers); for this linear model use 'direct' or 'auto'."
             )
+        n_threads = effective_n_jobs(self.n_jobs)
         solver = make_solver(
             self.method_, damping=self.damping, tol=self.tol,
             random_state=self.random_state, solver_params=self.solver_params,
+            n_threads=n_threads,
         )
         # Only the direct solver sees a dense Hessian; the others its products.
         H = (adapter.hessian(Z, s, hess) if self.method_ == "direct"
-             else adapter.hessian_operator(Z, s, hess,
-                                           n_threads=effective_n_jobs(self.n_jobs)))
+             else adapter.hessian_operator(Z, s, hess, n_threads=n_threads))
         solver.fit(H, null_space=adapter.null_space())
         self._solver = solver
         # The solver's own record: later solves (cg, lissa) append to it.

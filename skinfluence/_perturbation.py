@@ -129,7 +129,7 @@ def perturbation_influence(estimator, X, y, *, top_k=None):
     row_bytes = 8 * n_test * (2 * K + 5 * n_features)
     chunk = get_chunk_n_rows(row_bytes=row_bytes, max_n_rows=n_train)
     parallel = Parallel(n_jobs=estimator.n_jobs, verbose=estimator.verbose,
-                        return_as="generator")
+                        prefer="threads", return_as="generator")
     batches = list(gen_batches(n_train, chunk))
     jobs = (
         delayed(_perturb_chunk)(P, Z[b], s[b], g[b], D[b], W, b.start, top_k)

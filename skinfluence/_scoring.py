@@ -5,7 +5,8 @@ rows of ``H^-1`` applied to test gradients (or test features), W per-row
 weights of the training gradients; ``finish`` turns raw-prediction shifts
 into loss changes for the Newton estimate.  Work is split over training rows
 in chunks sized by scikit-learn's ``working_memory`` and dispatched with
-joblib, so ``joblib.parallel_config(backend="dask")`` spreads it on a cluster.
+joblib (threads by default), so ``joblib.parallel_config(backend="dask")``
+spreads it on a cluster.
 With ``verbose > 0`` a progress bar over the chunks goes to stderr when tqdm
 is installed; without it, joblib's own progress messages do.
 """
@@ -97,8 +98,11 @@ def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
     batches = gen_batches(n_train, chunk)
     # verbose > 0: one tqdm bar over the chunks, else joblib's own messages.
     tqdm = _tqdm() if verbose else None
+    # Chunks are BLAS and sparse products, which release the GIL: threads
+    # share L (up to hundreds of MB) instead of shipping it to processes.
+    # "prefer" is a soft hint: joblib.parallel_config(backend=...) wins.
     parallel = Parallel(n_jobs=n_jobs, verbose=0 if tqdm else verbose,
-                        return_as="generator")
+                        prefer="threads", return_as="generator")
 
     def run(tasks):
         results = parallel(tasks)

@@ -19,18 +19,18 @@ def resolve_method(method, n_params):
 
 
 def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
-                solver_params=None):
+                solver_params=None, n_threads=1):
     """Build an unfitted solver for a resolved method name.
 
     ``solver_params`` holds the method's own settings: CG's ``max_iter``;
     LiSSA's ``scale``, ``depth``, ``repeats``, ``batch_size``; Arnoldi's
-    ``rank``.
+    ``rank``. ``n_threads`` is for CG's vector updates.
     """
     params = dict(solver_params or {})
     if method == "direct":
         solver = DirectSolver(damping=damping)
     elif method == "cg":
-        solver = CGSolver(damping=damping, tol=tol)
+        solver = CGSolver(damping=damping, tol=tol, n_threads=n_threads)
     elif method == "lissa":
         solver = LiSSASolver(damping=damping, random_state=random_state)
     elif method == "arnoldi":

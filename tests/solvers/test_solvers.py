@@ -213,3 +213,20 @@ def test_arnoldi_captured_share_estimated_without_a_diagonal():
     np.testing.assert_allclose(est.info_["captured"], exact.info_["captured"],
                                rtol=0.1)
     np.testing.assert_allclose(est.eigenvalues_, exact.eigenvalues_, rtol=1e-8)
+
+
+def test_cg_threaded_vector_updates_equal_serial_ones():
+    # Large enough (n * k >= 2**20) for the updates to run on row blocks.
+    rng = np.random.default_rng(0)
+    n, k = 20000, 64
+    d = rng.uniform(1, 10, n)
+    U = rng.standard_normal((n, 5)) / np.sqrt(n)
+    op = HessianOperator(n, lambda V: d[:, None] * V + U @ (U.T @ V), diagonal=d)
+    B = rng.standard_normal((n, k))
+    serial = CGSolver(tol=1e-10).fit(op).solve(B)
+    threaded_solver = CGSolver(tol=1e-10, n_threads=2).fit(op)
+    assert len(threaded_solver._rows(B.shape)) == 2
+    threaded = threaded_solver.solve(B)
+    np.testing.assert_allclose(threaded, serial, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(d[:, None] * serial + U @ (U.T @ serial), B,
+                               atol=1e-8 * np.abs(B).max())
