@@ -101,7 +101,11 @@ class InfluenceEstimator(
         Relative residual at which "cg" stops.
     solver_params : dict, default=None
         Settings of the chosen solver: for "cg" ``max_iter`` (default
-        ``min(1000, 10 * n_params)``); for "lissa" ``scale`` (above the
+        ``min(1000, 10 * n_params)``) and ``preconditioner`` ("jacobi", the
+        default where the Hessian's diagonal is known, as for every GLM; or,
+        for torch models, "ekfac": EK-FAC's inverse, which helps most on
+        the exact Hessian of a weakly regularised network, e.g. 237 to 101
+        iterations on a digits MLP); for "lissa" ``scale`` (above the
         largest Hessian eigenvalue; estimated by default), ``depth`` (1000),
         ``repeats`` (1), ``batch_size`` (None: full Hessian products); for
         "arnoldi" ``rank`` (100).

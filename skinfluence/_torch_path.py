@@ -78,9 +78,15 @@ def fit_torch(est, model, X, y):
             )
         solver = EKFACSolver(damping=est.damping, **params).fit(adapter)
     else:
+        params = dict(est.solver_params or {})
+        if est.method_ == "cg" and params.get("preconditioner") == "ekfac":
+            from .solvers._ekfac import EKFACSolver
+
+            # EK-FAC's inverse of the Gauss-Newton matrix (+ damping): SPD,
+            # so a valid preconditioner for either curvature.
+            params["preconditioner"] = EKFACSolver(damping=est.damping).fit(adapter)
         solver = make_solver(est.method_, damping=est.damping, tol=est.tol,
-                             random_state=est.random_state,
-                             solver_params=est.solver_params)
+                             random_state=est.random_state, solver_params=params)
         H = adapter.hessian() if est.method_ == "direct" else (
             adapter.hessian_operator())
         solver.fit(H, null_space=None)

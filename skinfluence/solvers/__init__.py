@@ -22,7 +22,8 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
                 solver_params=None, n_threads=1):
     """Build an unfitted solver for a resolved method name.
 
-    ``solver_params`` holds the method's own settings: CG's ``max_iter``;
+    ``solver_params`` holds the method's own settings: CG's ``max_iter`` and
+    ``preconditioner``;
     LiSSA's ``scale``, ``depth``, ``repeats``, ``batch_size``; Arnoldi's
     ``rank``. ``n_threads`` is for CG's vector updates.
     """
@@ -37,7 +38,7 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
         solver = ArnoldiSolver(damping=damping, random_state=random_state)
     else:
         raise ValueError(f"Unknown method {method!r}.")
-    allowed = {"cg": {"max_iter"},
+    allowed = {"cg": {"max_iter", "preconditioner"},
                "lissa": {"scale", "depth", "repeats", "batch_size"},
                "arnoldi": {"rank"}}.get(method, set())
     unknown = set(params) - allowed

@@ -15,11 +15,17 @@ def _dot(r, A, B):
 
 
 def _update(r, X, R, P, AP, T, Zr, inv_diag, alpha):
-    """One CG step on rows r; returns their share of (r'r, r'z)."""
+    """One CG step on rows r; returns their share of (r'r, r'z).
+
+    ``inv_diag`` None: the preconditioner is not diagonal, and ``Zr`` and
+    ``r'z`` are left to the caller.
+    """
     np.multiply(P[r], alpha, out=T[r])
     X[r] += T[r]
     AP[r] *= alpha
     R[r] -= AP[r]
+    if inv_diag is None:
+        return _dot(r, R, R), None
     np.multiply(inv_diag[r], R[r], out=Zr[r])
     return _dot(r, R, R), _dot(r, R, Zr)
 
@@ -36,9 +42,10 @@ class CGSolver(Solver):
     Every column runs its own CG recursion, all of them sharing each Hessian
     product (one ``matmat`` per iteration for the whole batch). The Jacobi
     preconditioner ``diag(H) + damping`` is used when the operator knows its
-    diagonal. A column has converged when its residual is at most
-    ``tol * ||b||``; columns still above after ``max_iter`` iterations raise a
-    ConvergenceWarning carrying the largest relative residual.
+    diagonal, unless another is given. A column has converged when its
+    residual is at most ``tol * ||b||``; columns still above after
+    ``max_iter`` iterations raise a ConvergenceWarning carrying the largest
+    relative residual.
 
     Parameters
     ----------
@@ -48,13 +55,20 @@ class CGSolver(Solver):
         Defaults to ``min(1000, 10 * n_params)``.
     n_threads : int, default=1
         Threads for the vector updates of large batches.
+    preconditioner : "jacobi", fitted solver or None, default=None
+        None or "jacobi": Jacobi when the operator knows its diagonal (none
+        otherwise). A fitted solver (anything with ``solve(R)``) applies an
+        approximate inverse of ``H + damping I``, which must be symmetric
+        positive definite: EK-FAC for torch models, for instance.
     """
 
-    def __init__(self, *, damping=0.0, tol=1e-8, max_iter=None, n_threads=1):
+    def __init__(self, *, damping=0.0, tol=1e-8, max_iter=None, n_threads=1,
+                 preconditioner=None):
         super().__init__(damping=damping)
         self.tol = tol
         self.max_iter = max_iter
         self.n_threads = n_threads
+        self.preconditioner = preconditioner
 
     def fit(self, H, null_space=None):
         self.op_ = self._operator(H)
@@ -62,11 +76,34 @@ class CGSolver(Solver):
         n = self.op_.n_params
         self.max_iter_ = self.max_iter or min(1000, 10 * n)
         diag = self.op_.diagonal
-        self.inv_diag_ = None if diag is None else 1.0 / np.maximum(
-            diag + self.damping, np.finfo(float).tiny)
+        pre = self.preconditioner
+        self.inv_diag_ = self.precondition_ = None
+        if hasattr(pre, "solve"):
+            self.precondition_ = pre.solve
+            name = type(pre).__name__.removesuffix("Solver").lower()
+        elif pre is None or pre == "jacobi":
+            if pre == "jacobi" and diag is None:
+                raise ValueError(
+                    "preconditioner='jacobi' needs the Hessian's diagonal, which "
+                    "this model's operator does not provide."
+                )
+            if diag is not None:
+                self.inv_diag_ = 1.0 / np.maximum(diag + self.damping,
+                                                  np.finfo(float).tiny)
+            name = "jacobi" if diag is not None else None
+        elif pre == "ekfac":
+            raise ValueError(
+                "preconditioner='ekfac' applies to torch models (Linear and "
+                "Conv2d layers); GLMs use 'jacobi'."
+            )
+        else:
+            raise ValueError(
+                f"preconditioner must be 'jacobi', a fitted solver or None; got "
+                f"{pre!r}."
+            )
         self.info_ = {"method": "cg", "n_params": n, "damping": self.damping,
                       "tol": self.tol, "max_iter": self.max_iter_,
-                      "preconditioner": "jacobi" if diag is not None else None,
+                      "preconditioner": name,
                       "n_solves": 0, "iterations": [], "residuals": []}
         return self
 
@@ -91,8 +128,12 @@ class CGSolver(Solver):
         out = np.zeros_like(B)
         b_norm = np.sqrt(np.einsum("ij,ij->j", B, B))
         rel = np.zeros(k)
-        inv_diag = (np.ones((B.shape[0], 1)) if self.inv_diag_ is None
-                    else self.inv_diag_[:, None])
+        if self.precondition_ is not None:
+            inv_diag, precondition = None, self.precondition_
+        else:
+            inv_diag = (np.ones((B.shape[0], 1)) if self.inv_diag_ is None
+                        else self.inv_diag_[:, None])
+            precondition = inv_diag.__mul__
         # The working set: columns still iterating, updated in place.  A
         # converged column takes zero steps until the set is compacted (when
         # a quarter of it has converged), so the Hessian products, which
@@ -102,7 +143,7 @@ class CGSolver(Solver):
         cols = np.flatnonzero(b_norm > 0)
         R = np.ascontiguousarray(B[:, cols])
         X, T = np.zeros_like(R), np.empty_like(R)
-        Zr = inv_diag * R
+        Zr = np.ascontiguousarray(precondition(R))
         P = Zr.copy()
         safe_b = b_norm[cols]
         active = np.ones(cols.size, dtype=bool)
@@ -125,7 +166,11 @@ class CGSolver(Solver):
                 sums = each(_update, X, R, P, AP, T, Zr, inv_diag, alpha)
                 del AP
                 rr = sum(s[0] for s in sums)
-                rz_new = sum(s[1] for s in sums)
+                if inv_diag is None:
+                    Zr[...] = precondition(R)
+                    rz_new = sum(each(_dot, R, Zr))
+                else:
+                    rz_new = sum(s[1] for s in sums)
                 rel[cols] = np.sqrt(rr) / safe_b
                 active &= rel[cols] > self.tol
                 if active.sum() <= 0.75 * active.size:

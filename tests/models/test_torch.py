@@ -20,6 +20,8 @@ torch = pytest.importorskip("torch")
 
 from skinfluence.torch import TorchModel  # noqa: E402
 
+from .._cases import CASES, fitted  # noqa: E402
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -272,6 +274,36 @@ def test_mlp_ekfac_ranking(mlp):
         assert spearmanr(ek[i, top], cg[i, top])[0] >= 0.9
         assert spearmanr(ek[i], cg[i])[0] >= 0.7
         assert pearsonr(ek[i], cg[i])[0] >= 0.85
+
+
+@pytest.mark.parametrize("curvature", ["hessian", "ggn"])
+def test_cg_preconditioned_by_ekfac(mlp, curvature):
+    """EK-FAC's inverse as CG's preconditioner: the same answer."""
+    model, Xtr, ytr, Xte, yte, _, _ = mlp
+    model = clone(model).set_params(curvature=curvature).fit(Xtr, ytr)
+    direct = _influence(model, Xtr, ytr, method="direct").score_influence(Xte, yte)
+    plain = _influence(model, Xtr, ytr, method="cg", tol=1e-10)
+    pre = _influence(model, Xtr, ytr, method="cg", tol=1e-10,
+                     solver_params={"preconditioner": "ekfac"})
+    S = pre.score_influence(Xte, yte)
+    plain.score_influence(Xte, yte)
+    np.testing.assert_allclose(S, direct, rtol=1e-6, atol=1e-8 * np.abs(S).max())
+    assert pre.solver_info_["preconditioner"] == "ekfac"
+    assert plain.solver_info_["preconditioner"] is None
+    # Measured at tol 1e-10: 136 -> 99 iterations on the Hessian; 36 -> 40 on
+    # the (already well conditioned) Gauss-Newton matrix. On a digits MLP with
+    # weight decay 1e-3 (bench_torch's): 237 -> 101 and 77 -> 79 at tol 1e-6.
+    if curvature == "hessian":
+        assert (pre.solver_info_["iterations"][0]
+                < 0.8 * plain.solver_info_["iterations"][0])
+
+
+def test_ekfac_preconditioner_is_for_torch_models_only():
+    case = next(c for c in CASES if c[0] == "Logistic")
+    model, (Xtr, ytr, _, _), _ = fitted(case)
+    with pytest.raises(ValueError, match="'ekfac' applies to torch models"):
+        InfluenceEstimator(model, method="cg",
+                           solver_params={"preconditioner": "ekfac"}).fit(Xtr, ytr)
 
 
 def test_ekfac_refuses_other_layers(mlp):
