@@ -22,12 +22,6 @@ from skinfluence.torch import TorchModel  # noqa: E402
 CE = torch.nn.functional.cross_entropy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # Conv2d(1, 3, kernel) on 1x6x6 inputs -> Tanh -> Flatten -> Linear(., 4).

@@ -17,14 +17,6 @@ torch = pytest.importorskip("torch")
 from skinfluence.torch import TorchModel  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _mlp_data(n=60):
     X, y = load_digits(return_X_y=True)
     X = X[:n, ::4] / 16.0  # 16 pixels: a small dense Jacobian

@@ -19,14 +19,6 @@ skorch = pytest.importorskip("skorch")
 from skinfluence.torch import TorchModel  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _data(load, n=120, regression=False):
     X, y = load(return_X_y=True)
     rng = np.random.default_rng(0)

@@ -23,15 +23,6 @@ from skinfluence.torch import TorchModel  # noqa: E402
 from .._cases import CASES, fitted  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny networks: threads cost more than they give on a shared machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _influence(model, X, y, **params):
     return InfluenceEstimator(model, **params).fit(X, y)
 
