@@ -14,16 +14,17 @@ def _dot(r, A, B):
     return np.einsum("ij,ij->j", A[r], B[r])
 
 
-def _update(r, X, R, P, AP, T, Zr, inv_diag, alpha):
+def _update(r, X, R, P, AP, Zr, inv_diag, alpha):
     """One CG step on rows r; returns their share of (r'r, r'z).
 
+    AP is spent: once R is updated it holds ``alpha P`` for X's update.
     ``inv_diag`` None: the preconditioner is not diagonal, and ``Zr`` and
     ``r'z`` are left to the caller.
     """
-    np.multiply(P[r], alpha, out=T[r])
-    X[r] += T[r]
     AP[r] *= alpha
     R[r] -= AP[r]
+    np.multiply(P[r], alpha, out=AP[r])
+    X[r] += AP[r]
     if inv_diag is None:
         return _dot(r, R, R), None
     np.multiply(inv_diag[r], R[r], out=Zr[r])
@@ -142,7 +143,7 @@ class CGSolver(Solver):
         # go back to C order, so that every update walks memory in order.)
         cols = np.flatnonzero(b_norm > 0)
         R = np.ascontiguousarray(B[:, cols])
-        X, T = np.zeros_like(R), np.empty_like(R)
+        X = np.zeros_like(R)
         Zr = np.ascontiguousarray(precondition(R))
         P = Zr.copy()
         safe_b = b_norm[cols]
@@ -163,7 +164,7 @@ class CGSolver(Solver):
                 AP = self._apply(P)
                 pap = sum(each(_dot, P, AP))
                 alpha = np.where(active, rz / np.where(pap != 0, pap, 1.0), 0.0)
-                sums = each(_update, X, R, P, AP, T, Zr, inv_diag, alpha)
+                sums = each(_update, X, R, P, AP, Zr, inv_diag, alpha)
                 del AP
                 rr = sum(s[0] for s in sums)
                 if inv_diag is None:
@@ -179,7 +180,6 @@ class CGSolver(Solver):
                                    for A in (X, R, P, Zr))
                     cols, rz, rz_new, safe_b = (
                         cols[active], rz[active], rz_new[active], safe_b[active])
-                    T = np.empty_like(R)
                     active = np.ones(cols.size, dtype=bool)
                 beta = np.where(active, rz_new / np.where(rz != 0, rz, 1.0), 0.0)
                 rz = rz_new
