@@ -143,7 +143,6 @@ class EKFACSolver(Solver):
     def _passes(self, adapter, layers, Q=None):
         """Accumulate (A, S) (``Q`` None) or the corrected eigenvalues."""
         import torch
-        from torch.func import hessian, vmap
 
         store = {}
 
@@ -155,7 +154,6 @@ class EKFACSolver(Solver):
         handles = [lay["module"].register_forward_hook(hook(i))
                    for i, lay in enumerate(layers)]
         theta = adapter.theta_t.detach().clone().requires_grad_(True)
-        loss_fn = adapter.loss_fn
         acc = [None] * len(layers)
         try:
             n = adapter.n_train
@@ -164,14 +162,7 @@ class EKFACSolver(Solver):
                 x, t = adapter.X[rows], adapter.y[rows]
                 store.clear()
                 out = adapter._output(theta, x)
-                shape = out.shape[1:]
-                flat = out.detach().reshape(out.shape[0], -1)
-
-                def row_loss(o, ti, shape=shape):
-                    return loss_fn(o.reshape(1, *shape), ti[None])[0]
-
-                M = vmap(hessian(row_loss), in_dims=(0, 0))(flat, t)
-                M = (M + M.transpose(1, 2)) / 2
+                M = adapter.output_hessians(out, t)
                 mu, U = torch.linalg.eigh(M)  # (b, K), (b, K, K)
                 R = U * torch.sqrt(torch.clamp(mu, min=0))[:, None, :]
                 outs = [store[i][1] for i in range(len(layers))]
@@ -286,7 +277,7 @@ class EKFACSolver(Solver):
         }
         return self
 
-    def _blocks(self, lay, n_cols):
+    def _blocks(self, lay):
         w0, (d_out, d_in) = lay["weight"]
         idx = np.arange(w0, w0 + d_out * d_in).reshape(d_out, d_in)
         if lay["bias"] is not None:
@@ -301,7 +292,7 @@ class EKFACSolver(Solver):
         X = np.zeros_like(B)
         shift = self.lambda_n_ + self.damping
         for lay, (QS, QA), lam in zip(self.layers_, self.Q_, self.eigenvalues_):
-            idx = self._blocks(lay, B.shape[1])
+            idx = self._blocks(lay)
             V = np.moveaxis(B[idx], 2, 0)  # (k, out, in+1)
             R = QS.T @ V @ QA / (lam + shift)
             X[idx] = np.moveaxis(QS @ R @ QA.T, 0, 2)

@@ -152,7 +152,7 @@ def test_conv_solve_is_dense_inverse():
     X_ek = solver.solve(B)
     covered = 0
     for lay, (QS, QA), lam in zip(solver.layers_, solver.Q_, solver.eigenvalues_):
-        idx = solver._blocks(lay, 3).ravel()  # flat theta index of (o, d)
+        idx = solver._blocks(lay).ravel()  # flat theta index of (o, d)
         Q = np.kron(QS, QA)
         dense = Q @ np.diag(1 / (lam.ravel() + shift)) @ Q.T
         np.testing.assert_allclose(X_ek[idx], dense @ B[idx], rtol=1e-10,
@@ -160,7 +160,7 @@ def test_conv_solve_is_dense_inverse():
         covered += idx.size
     assert covered == adapter.n_params
     # the conv weight's flat indices are the first C_out*C_in*kh*kw entries
-    np.testing.assert_array_equal(solver._blocks(solver.layers_[0], 3)[:, :9],
+    np.testing.assert_array_equal(solver._blocks(solver.layers_[0])[:, :9],
                                   np.arange(27).reshape(3, 9))
 
 
