@@ -31,7 +31,7 @@ from ._torch_path import (
 )
 from .models import check_supported, get_adapter, split_pipeline
 from .models._glm import kron_rows
-from .solvers import make_solver, resolve_method
+from .solvers import choose, make_solver
 from .utils._compat import (
     HasMethods,
     Interval,
@@ -66,13 +66,20 @@ class InfluenceEstimator(
         not. If not fitted, ``fit`` fits a clone; if fitted, it is used as is
         and must have been trained on the data passed to ``fit``.
     method : {"auto", "direct", "cg", "lissa", "arnoldi", "ekfac"}, default="auto"
-        How ``H^-1`` is applied. "direct" factorises the dense Hessian once
-        (Cholesky); "cg" runs batched, Jacobi-preconditioned conjugate
-        gradients on matrix-free Hessian products (no p x p array);
-        "lissa" the stochastic Neumann series of Agarwal et al.; "arnoldi"
-        keeps the top ``rank`` eigenpairs (exact at full rank, otherwise it
-        drops the low-curvature directions). "auto" picks "direct" up to
-        5000 parameters and "cg" above. "ekfac" is for torch models.
+        How ``H^-1`` is applied. "direct" is exact: it factorises (Cholesky)
+        either the dense Hessian (primal) or, on wide data with fewer rows
+        than parameters, the n x n kernel of the weighted features (dual,
+        by the Woodbury identity), whichever is cheaper and fits in memory
+        (``solver_params={"form": ...}`` fixes it); "cg" runs batched,
+        preconditioned conjugate gradients on matrix-free Hessian products
+        (no p x p array); "lissa" the stochastic Neumann series of Agarwal
+        et al.; "arnoldi" keeps the top ``rank`` eigenpairs (exact at full
+        rank, otherwise it drops the low-curvature directions). "auto"
+        chooses by cost and memory: a direct form wherever one fits in half
+        the available memory and costs less than an estimate of cg's work,
+        cg otherwise (the figures and the reason go into
+        ``solver_info_["choice"]``; torch models: direct up to 5000
+        parameters). "ekfac" is for torch models.
     estimate : {"influence", "newton"}, default="influence"
         "influence" is the classic first-order influence function
         ``grad L_test . H^-1 . grad l_j``. "newton" takes one Newton step of
@@ -128,10 +135,13 @@ class InfluenceEstimator(
     method_ : str
         The solver ``method`` resolved to.
     solver_info_ : dict
-        What the solver did: method and damping; the smallest Cholesky pivot
-        (direct), iterations and largest residual of each solve (cg), scale,
-        depth and residuals (lissa), rank, eigenvalues and captured share of
-        the trace (arnoldi). Iterative solvers append to it at each solve.
+        What the solver did: method and damping; ``"choice"``, why this
+        solver (the memory budget, each candidate's flops and bytes, the
+        reason); the form and smallest Cholesky pivot (direct, primal), the
+        kernel size and the residual of each solve (direct, dual),
+        iterations and largest residual of each solve (cg), scale, depth and
+        residuals (lissa), rank, eigenvalues and captured share of the trace
+        (arnoldi). Iterative solvers append to it at each solve.
     theta_ : ndarray of shape (`n_params_`,)
         Fitted parameters at ``fit`` time, coefficients then intercept for
         each output.
@@ -298,25 +308,38 @@ class InfluenceEstimator(
         if adapter.smooth:
             self._check_stationarity(Z, y_enc, s, grad, model)
 
-        self.method_ = resolve_method(self.method, adapter.n_params)
-        if self.method_ == "ekfac":
+        if self.method == "ekfac":
             raise ValueError(
                 "method='ekfac' applies to torch models (Kronecker-factored "
                 "layers); for this linear model use 'direct' or 'auto'."
             )
         n_threads = effective_n_jobs(self.n_jobs)
+        op = adapter.hessian_operator(Z, s, hess, n_threads=n_threads)
+        null_space = adapter.null_space()
+        params = self.solver_params or {}
+        if "form" in params and self.method != "direct":
+            raise ValueError(
+                "solver_params['form'] ('primal' or 'dual') applies to "
+                f"method='direct'; got method={self.method!r}."
+            )
+        self.method_, form, choice = choose(
+            self.method, op, damping=self.damping, null_space=null_space,
+            newton=self.estimate == "newton", form=params.get("form"),
+        )
         solver = make_solver(
             self.method_, damping=self.damping, tol=self.tol,
             random_state=self.random_state, solver_params=self.solver_params,
-            n_threads=n_threads,
+            n_threads=n_threads, form=form,
         )
-        # Only the direct solver sees a dense Hessian; the others its products.
-        H = (adapter.hessian(Z, s, hess) if self.method_ == "direct"
-             else adapter.hessian_operator(Z, s, hess, n_threads=n_threads))
-        solver.fit(H, null_space=adapter.null_space())
+        # The primal direct solver sees the dense Hessian; the others its
+        # products (and the dual one its Gram structure).
+        H = adapter.hessian(Z, s, hess) if form == "primal" else op
+        solver.fit(H, null_space=null_space)
+        del H  # the primal solver keeps its factor, not the Hessian
         self._solver = solver
         # The solver's own record: later solves (cg, lissa) append to it.
         self.solver_info_ = solver.info_
+        self.solver_info_["choice"] = choice
 
         self._Z, self._y, self._s = Z, y_enc, s
         self._raw = raw
@@ -458,9 +481,20 @@ class InfluenceEstimator(
         return self._solver.solve(kron_rows(G, Z).T).T
 
     def _left_newton(self, Z):
-        """Rows ``(e_k (x) z_i)' H^-1`` for every test row and output k."""
+        """Rows ``(e_k (x) z_i)' H^-1`` for every test row and output k.
+
+        With ``H^-1`` at hand (the primal direct solver) they are its row
+        blocks against Z: K products instead of n K solves.
+        """
         K = self._adapter.n_outputs
         n = Z.shape[0]
+        if hasattr(self._solver, "inverse"):
+            Hinv = self._solver.inverse()
+            rows = Hinv.reshape(K, -1, Hinv.shape[1])
+            L = np.empty((n, K, Hinv.shape[1]))
+            for k in range(K):
+                L[:, k, :] = Z @ rows[k]
+            return L.reshape(n * K, -1)
         eye = np.broadcast_to(np.eye(K), (n, K, K)).reshape(n * K, K)
         Zrep = Z[np.repeat(np.arange(n), K)]
         return self._left(Zrep, eye)

@@ -19,18 +19,24 @@ import numpy as np
 from sklearn.utils import gen_batches
 
 from .models._glm import kron_rows
+from .utils._compat import get_chunk_n_rows
 
 
 def diag_blocks(solver, Z, K, batch_size=None):
     """``A_jj`` for every row of Z, shape (n_rows, K, K), in row batches.
 
-    With a direct solver this costs ``n p^2``; an iterative one solves for
-    every ``e_l (x) z_j`` (K per row), in batches sized so that their dense
-    right-hand sides stay near 64 MB.
+    With the primal direct solver this costs ``n p^2`` from ``H^-1``; the
+    dual one works from its kernel; an iterative one solves for every
+    ``e_l (x) z_j`` (K per row), in batches whose right-hand sides and the
+    solver's work arrays (about seven copies: cg's residuals, directions,
+    products) fit in scikit-learn's ``working_memory``.
     """
+    if hasattr(solver, "diag_blocks"):  # the dual solver, from its kernel
+        return solver.diag_blocks(Z)
     n, p = Z.shape
     if batch_size is None:
-        batch_size = int(max(1, min(512, 2**23 // (K * K * p))))
+        copies = 2 if hasattr(solver, "inverse") else 7 * K
+        batch_size = get_chunk_n_rows(row_bytes=8 * copies * K * p, max_n_rows=n)
     A = np.empty((n, K, K))
     if hasattr(solver, "inverse"):
         # With H^-1 at hand each K x K block costs n p^2: far less than

@@ -14,6 +14,8 @@ is installed; without it, joblib's own progress messages do.
 import sys
 
 import numpy as np
+from joblib import effective_n_jobs
+from sklearn import get_config
 from sklearn.utils import gen_batches
 from sklearn.utils.parallel import Parallel, delayed
 
@@ -28,16 +30,11 @@ class NewtonLossChange:
         self.loss = loss
         self.y_test = y_test
         self.raw_test = raw_test
-        self.base = loss.user_loss(y_test, raw_test)
 
     def __call__(self, block):
         n_test, K = self.raw_test.shape
-        n_c = block.shape[1]
-        shift = block.reshape(n_test, K, n_c).transpose(0, 2, 1)
-        raw = (self.raw_test[:, None, :] + shift).reshape(-1, K)
-        y = np.repeat(self.y_test, n_c)
-        new = self.loss.user_loss(y, raw).reshape(n_test, n_c)
-        return new - self.base[:, None]
+        shift = block.reshape(n_test, K, block.shape[1])
+        return self.loss.loss_change(self.y_test, self.raw_test, shift)
 
 
 def _block(L, Z, W, finish, sign, extra=None):
@@ -92,9 +89,16 @@ def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
     """
     n_train = Z.shape[0]
     n_out = L.shape[0] if n_out is None else n_out
-    # Per training row a chunk holds L's product and its finished scores.
-    row_bytes = 8 * (L.shape[0] + 2 * n_out)
-    chunk = get_chunk_n_rows(row_bytes=row_bytes, max_n_rows=n_train)
+    # Per training row a chunk holds L's product and the running sum over
+    # outputs (2 L rows), and its finished scores and their temporaries.
+    row_bytes = 8 * (2 * L.shape[0] + 2 * n_out)
+    # The whole call stays within working_memory: each of the jobs that may
+    # hold a chunk at once gets its share (at most n_jobs are dispatched).
+    n_workers = max(1, effective_n_jobs(n_jobs))
+    chunk = get_chunk_n_rows(
+        row_bytes=row_bytes, max_n_rows=n_train,
+        working_memory=get_config()["working_memory"] / n_workers,
+    )
     batches = gen_batches(n_train, chunk)
     # verbose > 0: one tqdm bar over the chunks, else joblib's own messages.
     tqdm = _tqdm() if verbose else None
@@ -102,7 +106,8 @@ def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
     # share L (up to hundreds of MB) instead of shipping it to processes.
     # "prefer" is a soft hint: joblib.parallel_config(backend=...) wins.
     parallel = Parallel(n_jobs=n_jobs, verbose=0 if tqdm else verbose,
-                        prefer="threads", return_as="generator")
+                        prefer="threads", return_as="generator",
+                        pre_dispatch="n_jobs")
 
     def run(tasks):
         results = parallel(tasks)

@@ -249,6 +249,23 @@ def test_top_k_memory_stays_bounded(estimate):
     assert peak < 60e6, f"peak {peak / 1e6:.0f} MB"
 
 
+@pytest.mark.parametrize("estimate", ["influence", "newton"])
+def test_working_memory_is_shared_by_the_jobs(estimate):
+    # Two jobs each holding a chunk sized for the whole working_memory would
+    # double the peak; the budget is for the call.
+    X, y = make_classification(40_200, 10, random_state=0)
+    Xtr, ytr, Xte, yte = X[:40_000], y[:40_000], X[40_000:], y[40_000:]
+    model = LogisticRegression().fit(Xtr, ytr)
+    inf = InfluenceEstimator(model, estimate=estimate, n_jobs=2).fit(Xtr, ytr)
+    budget = 8 * 2**20
+    with config_context(working_memory=budget / 2**20):
+        tracemalloc.start()
+        inf.score_influence(Xte, yte, top_k=5)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 1.25 * budget, f"peak {peak / 2**20:.1f} MiB"
+
+
 # ------------------------------------------------------------------ bad input
 
 

@@ -23,6 +23,7 @@ from scipy.linalg.blas import dsyrk
 from scipy.special import expit, log_expit, logsumexp, softmax
 
 from ..solvers._base import HessianOperator
+from ..solvers._dual import GramStructure
 from ._base import ModelAdapter
 
 # --------------------------------------------------------------------------
@@ -50,6 +51,11 @@ class SquaredLoss:
 
     def user_grad(self, y, raw):
         return 2.0 * (raw - y.reshape(raw.shape))
+
+    def loss_change(self, y, raw, shift):
+        """``user_loss(raw + shift) - user_loss(raw)`` for shifts (n, K, c)."""
+        r = (raw - y.reshape(raw.shape))[:, :, None]
+        return np.sum(shift * (2.0 * r + shift), axis=1)
 
 
 class MarginLoss:
@@ -114,6 +120,13 @@ class MarginLoss:
         y_pm, m = self._margins(y, raw)
         return y_pm * self._dphi(m)[0]
 
+    def loss_change(self, y, raw, shift):
+        """``user_loss(raw + shift) - user_loss(raw)`` for shifts (n, K, c)."""
+        y_pm, m = self._margins(y, raw)
+        moved = self._phi(m[:, :, None] + y_pm[:, :, None] * shift)
+        moved -= self._phi(m)[:, :, None]
+        return moved.sum(axis=1)
+
 
 class SoftmaxLoss:
     """Multinomial log-loss ``logsumexp(raw) - raw[y]`` over K classes."""
@@ -136,6 +149,19 @@ class SoftmaxLoss:
 
     def user_grad(self, y, raw):
         return self.objective_grad_hess(y, raw)[0]
+
+    def loss_change(self, y, raw, shift):
+        """``user_loss(raw + shift) - user_loss(raw)`` for shifts (n, K, c).
+
+        ``log Σ_k p_k exp(Δ_k) - Δ_y`` with p the current probabilities:
+        one exponential per entry, and no logsumexp of the base again.
+        """
+        top = shift.max(axis=1)
+        E = np.exp(shift - top[:, None, :])
+        out = np.log(np.einsum("ik,ikc->ic", softmax(raw, axis=1), E))
+        out += top
+        out -= shift[np.arange(shift.shape[0]), y, :]
+        return out
 
 
 # --------------------------------------------------------------------------
@@ -418,6 +444,8 @@ class GLMAdapter(ModelAdapter):
         H = np.zeros((K * p, K * p))
         for k in range(K):
             for m in range(k, K):
+                if m != k and not np.any(hess[:, k, m]):
+                    continue  # one-vs-rest outputs do not interact
                 block = weighted_gram(Z, s * hess[:, k, m])
                 H[k * p:(k + 1) * p, m * p:(m + 1) * p] = block
                 if m != k:
@@ -456,6 +484,7 @@ class GLMAdapter(ModelAdapter):
             matmat,
             diagonal=self.hessian_diagonal(Z, s, hess),
             sample=sample,
+            gram=GramStructure(Z, s[:, None, None] * hess, self.penalty),
         )
 
     def hvp(self, Z, s, hess, V):

@@ -1,35 +1,38 @@
-"""Inverse-Hessian solvers: direct, cg, lissa, arnoldi."""
+"""Inverse-Hessian solvers: direct (primal or dual), cg, lissa, arnoldi."""
 
 from ._arnoldi import ArnoldiSolver
 from ._base import HessianOperator, Solver
 from ._cg import CGSolver
+from ._choice import DIRECT_MAX_PARAMS, choose, memory_budget
 from ._direct import DirectSolver
+from ._dual import DualSolver, GramStructure
 from ._lissa import LiSSASolver
-
-#: Largest parameter count that "auto" factorises directly (a dense
-#: 5000 x 5000 Hessian is 200 MB and factorises in about a second).
-DIRECT_MAX_PARAMS = 5000
 
 
 def resolve_method(method, n_params):
-    """The solver ``method="auto"`` stands for at this size."""
+    """The solver ``method="auto"`` stands for on a model known by products.
+
+    For torch models, whose dense Hessian takes one product per parameter;
+    GLMs choose by cost and memory (:func:`choose`).
+    """
     if method != "auto":
         return method
     return "direct" if n_params <= DIRECT_MAX_PARAMS else "cg"
 
 
 def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
-                solver_params=None, n_threads=1):
+                solver_params=None, n_threads=1, form="primal"):
     """Build an unfitted solver for a resolved method name.
 
     ``solver_params`` holds the method's own settings: CG's ``max_iter`` and
     ``preconditioner``;
     LiSSA's ``scale``, ``depth``, ``repeats``, ``batch_size``; Arnoldi's
-    ``rank``. ``n_threads`` is for CG's vector updates.
+    ``rank``. ``n_threads`` is for CG's vector updates. ``form`` is the
+    direct solver's: "primal" (Cholesky of H) or "dual" (of the kernel).
     """
     params = dict(solver_params or {})
     if method == "direct":
-        solver = DirectSolver(damping=damping)
+        solver = (DualSolver if form == "dual" else DirectSolver)(damping=damping)
     elif method == "cg":
         solver = CGSolver(damping=damping, tol=tol, n_threads=n_threads)
     elif method == "lissa":
@@ -38,6 +41,7 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
         solver = ArnoldiSolver(damping=damping, random_state=random_state)
     else:
         raise ValueError(f"Unknown method {method!r}.")
+    params.pop("form", None)  # the direct solver's form, chosen by the caller
     allowed = {"cg": {"max_iter", "preconditioner"},
                "lissa": {"scale", "depth", "repeats", "batch_size"},
                "arnoldi": {"rank"}}.get(method, set())
@@ -53,5 +57,5 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
 
 
 __all__ = ["DIRECT_MAX_PARAMS", "ArnoldiSolver", "CGSolver", "DirectSolver",
-           "HessianOperator", "LiSSASolver", "Solver", "make_solver",
-           "resolve_method"]
+           "DualSolver", "GramStructure", "HessianOperator", "LiSSASolver",
+           "Solver", "choose", "make_solver", "memory_budget", "resolve_method"]

@@ -17,13 +17,17 @@ class HessianOperator:
     sample : callable, default=None
         ``sample(rng)`` returns a ``matmat`` of an unbiased estimate of H on
         a random mini-batch of rows, for stochastic solvers.
+    gram : GramStructure, default=None
+        The GLM form ``Λ + Ψᵀ D Ψ`` of H, for the dual direct solve and the
+        cost-based choice of solver.
     """
 
-    def __init__(self, n_params, matmat, *, diagonal=None, sample=None):
+    def __init__(self, n_params, matmat, *, diagonal=None, sample=None, gram=None):
         self.n_params = n_params
         self.matmat = matmat
         self.diagonal = diagonal
         self.sample = sample
+        self.gram = gram
 
     @classmethod
     def from_dense(cls, H):

@@ -12,12 +12,10 @@ from sklearn.pipeline import make_pipeline
 
 from skinfluence import InfluenceEstimator
 from skinfluence.solvers import (
-    DIRECT_MAX_PARAMS,
     ArnoldiSolver,
     CGSolver,
     HessianOperator,
     LiSSASolver,
-    resolve_method,
 )
 
 from .._cases import CASES, fitted
@@ -135,17 +133,6 @@ def test_lissa_refuses_a_scale_below_the_spectrum():
     solver = LiSSASolver(scale=1.0, depth=200).fit(H)
     with pytest.raises(ValueError, match="Raise scale"):
         solver.solve(np.ones((3, 1)))
-
-
-def test_auto_picks_direct_then_cg():
-    assert resolve_method("auto", DIRECT_MAX_PARAMS) == "direct"
-    assert resolve_method("auto", DIRECT_MAX_PARAMS + 1) == "cg"
-    X = sp.random(300, DIRECT_MAX_PARAMS + 10, density=0.01, format="csr",
-                  random_state=0)
-    y = np.asarray(X.sum(axis=1)).ravel() > np.median(np.asarray(X.sum(axis=1)))
-    model = LogisticRegression(C=0.1).fit(X, y)
-    inf = InfluenceEstimator(model).fit(X, y)
-    assert inf.method_ == "cg" and inf.solver_info_["method"] == "cg"
 
 
 def test_unknown_solver_params_are_refused():
