@@ -314,7 +314,6 @@ class InfluenceEstimator(
                 "layers); for this linear model use 'direct' or 'auto'."
             )
         n_threads = effective_n_jobs(self.n_jobs)
-        op = adapter.hessian_operator(Z, s, hess, n_threads=n_threads)
         null_space = adapter.null_space()
         params = self.solver_params or {}
         if "form" in params and self.method != "direct":
@@ -323,7 +322,8 @@ class InfluenceEstimator(
                 f"method='direct'; got method={self.method!r}."
             )
         self.method_, form, choice = choose(
-            self.method, op, damping=self.damping, null_space=null_space,
+            self.method, adapter.n_params, adapter.gram_structure(Z, s, hess),
+            damping=self.damping, null_space=null_space,
             newton=self.estimate == "newton", form=params.get("form"),
         )
         solver = make_solver(
@@ -333,7 +333,8 @@ class InfluenceEstimator(
         )
         # The primal direct solver sees the dense Hessian; the others its
         # products (and the dual one its Gram structure).
-        H = adapter.hessian(Z, s, hess) if form == "primal" else op
+        H = (adapter.hessian(Z, s, hess) if form == "primal"
+             else adapter.hessian_operator(Z, s, hess, n_threads=n_threads))
         solver.fit(H, null_space=null_space)
         del H  # the primal solver keeps its factor, not the Hessian
         self._solver = solver

@@ -484,8 +484,12 @@ class GLMAdapter(ModelAdapter):
             matmat,
             diagonal=self.hessian_diagonal(Z, s, hess),
             sample=sample,
-            gram=GramStructure(Z, s[:, None, None] * hess, self.penalty),
+            gram=self.gram_structure(Z, s, hess),
         )
+
+    def gram_structure(self, Z, s, hess):
+        """H as ``diag(penalty) + Ψᵀ D Ψ``, for the dual solve and the choice."""
+        return GramStructure(Z, s[:, None, None] * hess, self.penalty)
 
     def hvp(self, Z, s, hess, V):
         """``H @ V`` without forming H; V has shape (n_params, k)."""

@@ -84,22 +84,24 @@ def _cg_cost(gram):
     return float(CG_ITERATIONS * CG_RIGHT_HAND_SIDES * 4 * nnz * gram.n_outputs)
 
 
-def choose(method, op, *, damping=0.0, null_space=None, newton=False, form=None):
-    """The solver for ``method`` on operator ``op``, and why.
+def choose(method, n_params, gram=None, *, damping=0.0, null_space=None,
+           newton=False, form=None):
+    """The solver for ``method`` on a Hessian of ``n_params``, and why.
 
-    ``form`` ("primal" or "dual") fixes the direct solver's form.
+    ``gram`` is the GLM's :class:`~skinfluence.solvers.GramStructure` (None
+    for models known only by Hessian products). ``form`` ("primal" or
+    "dual") fixes the direct solver's form.
 
     Returns ``(method, form, record)``: the resolved method name, ``"primal"``
     or ``"dual"`` for direct (None otherwise), and the figures behind the
     choice, which go into ``solver_info_["choice"]``.
     """
-    gram = getattr(op, "gram", None)
     if method not in ("auto", "direct"):
         return method, None, {"requested": method}
     if gram is None:  # torch: forming H costs one product per parameter
         if method == "auto":
-            method = "direct" if op.n_params <= DIRECT_MAX_PARAMS else "cg"
-        reason = (f"{op.n_params} parameters {'<=' if method == 'direct' else '>'}"
+            method = "direct" if n_params <= DIRECT_MAX_PARAMS else "cg"
+        reason = (f"{n_params} parameters {'<=' if method == 'direct' else '>'}"
                   f" {DIRECT_MAX_PARAMS}, the most that 'auto' forms densely from "
                   "Hessian products")
         return method, ("primal" if method == "direct" else None), {
@@ -137,7 +139,7 @@ def choose(method, op, *, damping=0.0, null_space=None, newton=False, form=None)
         pool = fitting or forms
         form = min(pool, key=lambda f: pool[f][0 if fitting else 1])
     flops, nbytes = forms[form]
-    size = (f"{op.n_params} x {op.n_params} Hessian" if form == "primal" else
+    size = (f"{n_params} x {n_params} Hessian" if form == "primal" else
             f"{gram.Z.shape[0] * gram.n_outputs}-row kernel")
     record["reason"] = (
         f"direct ({form}): the {size} takes {_gib(nbytes)} of a "

@@ -76,12 +76,8 @@ def test_auto_dense_20000_parameters_is_direct(monkeypatch):
         def split(self, *a):
             return None
 
-    class Op:
-        n_params = 20000
-        gram = Gram()
-
     monkeypatch.setattr(_choice, "memory_budget", lambda: 0.5 * 24 * 2**30)
-    method, form, record = _choice.choose("auto", Op())
+    method, form, record = _choice.choose("auto", 20000, Gram())
     assert (method, form) == ("direct", "primal")
     assert record["primal_bytes"] == 2 * 8 * 20000**2
 
