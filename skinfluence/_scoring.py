@@ -90,8 +90,9 @@ def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
     n_train = Z.shape[0]
     n_out = L.shape[0] if n_out is None else n_out
     # Per training row a chunk holds L's product and the running sum over
-    # outputs (2 L rows), and its finished scores and their temporaries.
-    row_bytes = 8 * (2 * L.shape[0] + 2 * n_out)
+    # outputs (2 L rows), its finished scores and their temporaries, and
+    # (dense, several outputs) its row w_j (x) z_j.
+    row_bytes = 8 * (2 * L.shape[0] + 2 * n_out + L.shape[1])
     # The whole call stays within working_memory: each of the jobs that may
     # hold a chunk at once gets its share (at most n_jobs are dispatched).
     n_workers = max(1, effective_n_jobs(n_jobs))

@@ -200,16 +200,24 @@ def right_contract(L, Z, W):
 
     L is (m, K * p') dense, Z (n_chunk, p') dense or sparse and W (n_chunk, K).
     This is the one kernel behind every score: a (test) row of H^-1 applied
-    to training rows ``w_j (x) z_j`` without forming them.
+    to training rows ``w_j (x) z_j``, formed only for a dense chunk with
+    several outputs (n_chunk x K p').
     """
     K = W.shape[1]
     p = Z.shape[1]
+    if K > 1 and not sp.issparse(Z):
+        # One GEMM against the rows w_j (x) z_j of the chunk: no pass over
+        # the (m, n_chunk) result per output.
+        return L @ kron_rows(W, Z).T
     out = None
     for k in range(K):
         block = L[:, k * p : (k + 1) * p]
         prod = np.asarray((Z @ block.T).T if sp.issparse(Z) else block @ Z.T)
         prod *= W[:, k]
-        out = prod if out is None else out + prod
+        if out is None:
+            out = prod
+        else:
+            out += prod
     return out
 
 
