@@ -16,13 +16,13 @@ from skinfluence import InfluenceEstimator
 from skinfluence.solvers import DIRECT_MAX_PARAMS, _choice, resolve_method
 
 
-def _text(n_docs=300, n_features=2**12, seed=0):
+def _text(n_docs=300, n_features=2**12, seed=0, n_classes=2):
     rng = np.random.default_rng(seed)
     vocab = np.array([f"w{i}" for i in range(3000)])
     freq = 1.0 / np.arange(1, vocab.size + 1)
     docs, y = [], []
     for _ in range(n_docs):
-        c = rng.integers(2)
+        c = rng.integers(n_classes)
         words = rng.choice(vocab.size, rng.integers(20, 60), p=freq / freq.sum())
         words = np.r_[words, rng.integers(50 + 40 * c, 90 + 40 * c, 3)]
         docs.append(" ".join(vocab[words]))
@@ -157,10 +157,11 @@ def test_dual_equals_primal_direct(name, estimate):
     assert max(dual.solver_info_["residuals"]) < 1e-10
 
 
-def test_dual_on_sparse_text_equals_primal():
-    docs, y, vec = _text(n_docs=200, n_features=2**10)
-    pipe = make_pipeline(vec, LogisticRegression(C=10.0, tol=1e-12)).fit(
-        docs[:150], y[:150])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_dual_on_sparse_text_equals_primal(n_classes):
+    docs, y, vec = _text(n_docs=200, n_features=2**10, n_classes=n_classes)
+    pipe = make_pipeline(vec, LogisticRegression(C=10.0, tol=1e-12, max_iter=5000))
+    pipe.fit(docs[:150], y[:150])
     kw = dict(method="direct", estimate="newton")
     primal = InfluenceEstimator(pipe, **kw, solver_params={"form": "primal"})
     dual = InfluenceEstimator(pipe, **kw, solver_params={"form": "dual"})
