@@ -101,5 +101,17 @@ def _warn_full_leverage(denom):
 
 
 def param_shifts(solver, Z, W):
-    """``H^-1 (w_j (x) z_j)`` for every row, shape (n_rows, n_params)."""
-    return solver.solve(kron_rows(W, Z).T).T
+    """``H^-1 (w_j (x) z_j)`` for every row, shape (n_rows, n_params).
+
+    Solved in row batches whose right-hand sides and the solver's work
+    arrays fit in scikit-learn's ``working_memory`` (the result itself is
+    the size the caller asked for).
+    """
+    n, K = W.shape
+    n_params = K * Z.shape[1]
+    copies = 2 if hasattr(solver, "inverse") or hasattr(solver, "diag_blocks") else 7
+    batch = get_chunk_n_rows(row_bytes=8 * copies * n_params, max_n_rows=n)
+    out = np.empty((n, n_params))
+    for rows in gen_batches(n, batch):
+        out[rows] = solver.solve(kron_rows(W[rows], Z[rows]).T).T
+    return out
