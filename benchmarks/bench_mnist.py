@@ -116,7 +116,7 @@ def run(model, Xtr, ytr, Xte, yte, method, estimate, top_k=10):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", nargs="+",
+    parser.add_argument("--methods", nargs="*",
                         default=["auto", "direct", "cg", "lissa", "arnoldi"])
     parser.add_argument("--n-test-iterative", type=int, default=20)
     parser.add_argument("--newton-iterative", action="store_true")
