@@ -25,7 +25,9 @@ What it measures
     iterations x n_train.
 
 The models are fitted once per problem, outside the timings. Data are
-synthetic and seeded (nothing is downloaded).
+synthetic and seeded (nothing is downloaded). ``--preconditioner`` sets CG's
+preconditioner in every part ("jacobi", "nystrom"; by default the solver's
+own choice); each cg line reports the one used, its rank and sketch columns.
 
 How to run
 ----------
@@ -36,6 +38,7 @@ From the repository root::
     python benchmarks/bench_scale.py                  # all parts, full size
     python benchmarks/bench_scale.py --threads 1      # single-threaded BLAS
     python benchmarks/bench_scale.py --part a --n-test 100   # fewer test rows
+    python benchmarks/bench_scale.py --part b --preconditioner nystrom
 
 Full size is long on a small machine: part (a) is dominated by lissa (1000
 steps, each a Hessian product with all 1000 test gradients over all 13000
@@ -149,9 +152,13 @@ def solver_summary(info):
     if method == "cg":
         its = info.get("iterations") or []
         res = info.get("residuals") or []
+        pre = info.get("preconditioner")
+        if "sketch_columns" in info:
+            pre = (f"{pre} (rank {info['rank']}, {info['sketch_columns']} "
+                   f"sketch columns)")
         return (f"iterations {sum(its) if its else 'n/a'}, "
                 f"residual {max(res) if res else float('nan'):.1e}, "
-                f"preconditioner {info.get('preconditioner')}")
+                f"preconditioner {pre}")
     if method == "lissa":
         res = info.get("residuals") or []
         return (f"depth {info['depth']}, scale {info['scale']:.4g}, "
@@ -162,6 +169,13 @@ def solver_summary(info):
         return (f"null space {info.get('null_space_dim')}, "
                 f"min pivot {info.get('min_pivot', float('nan')):.3g}")
     return str(info)
+
+
+def cg_params(preconditioner, params=None):
+    """``solver_params`` of a cg run: ``params`` plus the chosen preconditioner."""
+    if preconditioner is None:
+        return params
+    return {**(params or {}), "preconditioner": preconditioner}
 
 
 def cg_iterations(inf):
@@ -180,7 +194,7 @@ def split(X, y, n_test):
 
 
 # ------------------------------------------------------------------- parts
-def part_a(size, seed):
+def part_a(size, seed, preconditioner=None):
     n_train, n_test, d = size["n_train"], size["n_test"], size["d"]
     print(f"\n(a) methods: dense {n_train} x {d}, n_test={n_test}, "
           "LogisticRegression(C=1), full matrix")
@@ -190,7 +204,8 @@ def part_a(size, seed):
     print(f"    model fit {t_model:.1f} s ({model.n_iter_[0]} lbfgs iterations), "
           f"excluded")
     rows, ref = [], None
-    for method, params in [("direct", None), ("cg", None), ("lissa", None),
+    for method, params in [("direct", None), ("cg", cg_params(preconditioner)),
+                           ("lissa", None),
                            ("arnoldi", {"rank": 100})]:
         print(f"    running {method} ...", flush=True)
 
@@ -213,10 +228,11 @@ def part_a(size, seed):
            "solver_info_"], rows)
 
 
-def part_b(size, seed, tol=1e-8, n_jobs=-1):
+def part_b(size, seed, tol=1e-8, n_jobs=-1, preconditioner=None):
     n_train, n_test, d, nnz = (size[k] for k in ("n_train", "n_test", "d", "nnz"))
     print(f"\n(b) sparse: {n_train} x {d} CSR, ~{nnz} draws per row, "
-          f"n_test={n_test}, method='cg', tol={tol:g}, n_jobs={n_jobs}, top_k=10")
+          f"n_test={n_test}, method='cg', tol={tol:g}, n_jobs={n_jobs}, top_k=10, "
+          f"preconditioner={preconditioner or 'default'}")
     t0 = time.perf_counter()
     X, y = make_sparse(n_train + n_test, d, nnz, seed=seed)
     Xtr, ytr, Xte, yte = split(X, y, n_test)
@@ -226,7 +242,8 @@ def part_b(size, seed, tol=1e-8, n_jobs=-1):
     model, t_model = fit_model(Xtr, ytr, C=10.0, tol=1e-6, max_iter=10_000)
     print(f"    model fit {t_model:.1f} s ({model.n_iter_[0]} lbfgs iterations, "
           f"train accuracy {model.score(Xtr, ytr):.3f}), excluded")
-    inf = InfluenceEstimator(model, method="cg", tol=tol, n_jobs=n_jobs)
+    inf = InfluenceEstimator(model, method="cg", tol=tol, n_jobs=n_jobs,
+                             solver_params=cg_params(preconditioner))
     print(f"    peak RSS before: {max_rss() / GiB:.2f} GiB")
     _, t_fit, m_fit, r_fit = measure(lambda: inf.fit(Xtr, ytr))
     _, t_score, m_score, r_score = measure(
@@ -243,9 +260,10 @@ def part_b(size, seed, tol=1e-8, n_jobs=-1):
           f"< 2 GiB ({'met' if max(m_fit, m_score) < 2 * GiB else 'MISSED'})")
 
 
-def part_c(size, seed):
+def part_c(size, seed, preconditioner=None):
     n_trains, n_test, d = size["n_trains"], size["n_test"], size["d"]
-    print(f"\n(c) growth: dense d={d}, n_test={n_test}, method='cg', top_k=10")
+    print(f"\n(c) growth: dense d={d}, n_test={n_test}, method='cg', top_k=10, "
+          f"preconditioner={preconditioner or 'default'}")
     X, y = make_dense(max(n_trains) + n_test, d, seed=seed)
     Xte, yte = X[:n_test], y[:n_test]
     rows, coef = [], None
@@ -260,7 +278,9 @@ def part_c(size, seed):
         coef = model.coef_.copy(), model.intercept_.copy()
 
         def run(model=model, Xtr=Xtr, ytr=ytr):
-            inf = InfluenceEstimator(model, method="cg").fit(Xtr, ytr)
+            inf = InfluenceEstimator(
+                model, method="cg", solver_params=cg_params(preconditioner)
+            ).fit(Xtr, ytr)
             return inf, inf.score_influence(Xte, yte, top_k=10)
 
         (inf, _), seconds, _, _ = measure(run)
@@ -286,6 +306,10 @@ def main():
     parser.add_argument("--tol", type=float, default=1e-8,
                         help="CG tolerance of part (b); retrieval needs far less "
                              "than the default")
+    parser.add_argument("--preconditioner", choices=["jacobi", "nystrom"],
+                        default=None,
+                        help="CG's preconditioner in every part (default: the "
+                             "solver's own choice)")
     parser.add_argument("--n-jobs", type=int, default=-1,
                         help="InfluenceEstimator's n_jobs in part (b): threads "
                              "for the sparse Hessian products")
@@ -297,16 +321,18 @@ def main():
 
         limits = threadpool_limits(args.threads)
     print(f"bench_scale: part={args.part}, quick={args.quick}, "
-          f"threads={args.threads or 'default'}")
+          f"threads={args.threads or 'default'}, "
+          f"preconditioner={args.preconditioner or 'default'}")
     parts = {"a": part_a, "b": part_b, "c": part_c}
     for name in ["a", "b", "c"] if args.part == "all" else [args.part]:
         size = dict(SIZES[name][1 if args.quick else 0])
         if args.n_test is not None:
             size["n_test"] = args.n_test
         if name == "b":
-            part_b(size, args.seed, tol=args.tol, n_jobs=args.n_jobs)
+            part_b(size, args.seed, tol=args.tol, n_jobs=args.n_jobs,
+                   preconditioner=args.preconditioner)
         else:
-            parts[name](size, args.seed)
+            parts[name](size, args.seed, preconditioner=args.preconditioner)
     if limits is not None:
         limits.unregister()
 

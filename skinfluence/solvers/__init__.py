@@ -34,7 +34,11 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
     if method == "direct":
         solver = (DualSolver if form == "dual" else DirectSolver)(damping=damping)
     elif method == "cg":
-        solver = CGSolver(damping=damping, tol=tol, n_threads=n_threads)
+        # "auto": Nyström (pivoted on the largest diagonal) on large GLM
+        # operators, Jacobi below; the seed only matters for torch sketches.
+        solver = CGSolver(damping=damping, tol=tol, n_threads=n_threads,
+                          preconditioner="auto",
+                          random_state=0 if random_state is None else random_state)
     elif method == "lissa":
         solver = LiSSASolver(damping=damping, random_state=random_state)
     elif method == "arnoldi":
@@ -42,7 +46,7 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
     else:
         raise ValueError(f"Unknown method {method!r}.")
     params.pop("form", None)  # the direct solver's form, chosen by the caller
-    allowed = {"cg": {"max_iter", "preconditioner"},
+    allowed = {"cg": {"max_iter", "preconditioner", "rank"},
                "lissa": {"scale", "depth", "repeats", "batch_size"},
                "arnoldi": {"rank"}}.get(method, set())
     unknown = set(params) - allowed

@@ -138,8 +138,8 @@ def test_lissa_refuses_a_scale_below_the_spectrum():
 def test_unknown_solver_params_are_refused():
     case = next(c for c in CASES if c[0] == "Logistic")
     model, (Xtr, ytr, _, _), _ = fitted(case)
-    with pytest.raises(ValueError, match=r"'rank'.*do not apply to method='cg'"):
-        InfluenceEstimator(model, method="cg", solver_params={"rank": 3}).fit(
+    with pytest.raises(ValueError, match=r"'depth'.*do not apply to method='cg'"):
+        InfluenceEstimator(model, method="cg", solver_params={"depth": 3}).fit(
             Xtr, ytr)
 
 
