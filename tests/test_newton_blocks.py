@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.svm import LinearSVC
 
 from skinfluence import InfluenceEstimator, _newton
+from skinfluence.solvers import _direct
 from skinfluence.solvers._direct import cholesky_upper, inverse_from_cholesky
 
 
@@ -81,12 +82,19 @@ def test_loss_change_equals_loss_difference(name, digits):
         np.testing.assert_allclose(got[:, c], expected, rtol=1e-10, atol=1e-12)
 
 
-def test_inverse_from_cholesky_is_the_inverse():
+@pytest.mark.parametrize("threads", [1, None])  # one BLAS thread, or all
+def test_inverse_from_cholesky_is_the_inverse(threads, monkeypatch):
+    monkeypatch.setattr(_direct, "lapack_threads", lambda n: threads)
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((300, 300))
-    H = A @ A.T + 300 * np.eye(300)
+    A = rng.standard_normal((1200, 1200))
+    H = A @ A.T + 1200 * np.eye(1200)
     U = cholesky_upper(H)
     assert np.all(np.tril(U, -1) == 0)
     np.testing.assert_allclose(U.T @ U, H, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(inverse_from_cholesky(U), np.linalg.inv(H),
                                rtol=1e-10, atol=1e-15)
+
+
+def test_lapack_threads_small_matrices_take_one():
+    assert _direct.lapack_threads(100) == 1
+    assert _direct.lapack_threads(5000) in (1, None)

@@ -1,5 +1,7 @@
 """Direct solver: one Cholesky factorisation of the dense Hessian."""
 
+import time
+
 import numpy as np
 from scipy.linalg import LinAlgError, cho_solve, eigvalsh
 from scipy.linalg.lapack import dpotrf, dpotri
@@ -11,20 +13,44 @@ from ._base import HessianOperator, Solver
 BLOCK = 1024
 
 
+def lapack_threads(n):
+    """BLAS threads for LAPACK's ``potrf`` / ``potri`` on an n x n matrix.
+
+    OpenBLAS's threaded ``potrf`` and ``potri`` collapse when another
+    process shares the cores, the usual state of a shared machine (measured
+    here at p = 4000 under load: 3.3 GFlop/s with 2 threads against 29 with
+    one, and ``potri`` at p = 5000 5.8 s against 2.4), yet on idle cores two
+    threads are 1.5-2.2x faster.  So a short probe decides: a 768 x 768
+    GEMM (about 10 ms) timed in one thread and in all; all threads only
+    where they run it at least 1.5x faster.  Small matrices take one.
+    """
+    if n < 2048:
+        return 1
+    a = np.ones((768, 768))
+
+    def best():
+        a @ a  # wakes the threads
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    with threadpool_limits(1, user_api="blas"):
+        one = best()
+    return None if one > 1.5 * best() else 1
+
+
 def cholesky_upper(A, overwrite=False):
     """Upper Cholesky factor U (``Uᵀ U = A``) of an SPD matrix, Fortran order.
 
-    LAPACK's ``potrf`` in one BLAS thread: OpenBLAS's threaded ``potrf``
-    (and ``trtri``) collapse when another process shares the cores, which
-    is the usual state of a shared machine (measured here at p = 4000 under
-    load: 3.3 GFlop/s with 2 threads against 29 with one; a blocked
-    factorisation of our own over threaded GEMMs reached 14).  On an idle
-    machine one thread gives up at most the second core on this step.
-    Raises LinAlgError where A is not positive definite.  The strict lower
-    triangle of the result is zero.
+    LAPACK's ``potrf`` in as many threads as :func:`lapack_threads` finds
+    useful.  Raises LinAlgError where A is not positive definite.  The
+    strict lower triangle of the result is zero.
     """
     U = np.array(A, dtype=np.float64, order="F", copy=not overwrite)
-    with threadpool_limits(1, user_api="blas"):
+    with threadpool_limits(lapack_threads(U.shape[0]), user_api="blas"):
         U, info = dpotrf(U, lower=0, clean=1, overwrite_a=1)
     if info:
         raise LinAlgError(f"leading minor of order {info} is not positive")
@@ -43,14 +69,13 @@ def _symmetrize_from_upper(A):
 
 
 def inverse_from_cholesky(U):
-    """``(Uᵀ U)⁻¹`` from the upper factor by LAPACK's ``potri``, in one thread.
+    """``(Uᵀ U)⁻¹`` from the upper factor by LAPACK's ``potri``.
 
     ``trtri`` then ``lauum``: two thirds of the flops of the factorisation
     again, a third of solving against the identity (2 p³), and no second
-    factorisation.  One thread for the reason given in :func:`cholesky_upper`
-    (``potri`` took 2.4 s at p = 5000 in one thread here, 5.8 s in two).
+    factorisation; threads as :func:`lapack_threads` decides.
     """
-    with threadpool_limits(1, user_api="blas"):
+    with threadpool_limits(lapack_threads(U.shape[0]), user_api="blas"):
         inv, info = dpotri(U, lower=0)
     if info:
         raise LinAlgError("singular Cholesky factor")
@@ -92,8 +117,9 @@ class DirectSolver(Solver):
         H = np.asarray(H, dtype=np.float64)
         n = H.shape[0]
         self.null_space_ = null_space
-        # Factorised in place in a Fortran copy: H itself is left untouched.
-        A = np.array(H, order="F")
+        # Factorised in place in a Fortran copy: H itself is left untouched
+        # (H is symmetric, so the copy of H.T is a plain memory copy).
+        A = np.array(H.T, order="F")
         A[np.diag_indices(n)] += self.damping
         self._c = None
         if null_space is not None:
@@ -141,7 +167,8 @@ class DirectSolver(Solver):
         if getattr(self, "_inverse", None) is None:
             inv = inverse_from_cholesky(self.factor_[0])
             N = self.null_space_
-            if N is not None:
-                inv -= (N @ N.T) / self._c
+            if N is not None:  # on N's support only (softmax intercepts)
+                idx = np.flatnonzero(np.any(N != 0, axis=1))
+                inv[np.ix_(idx, idx)] -= (N[idx] @ N[idx].T) / self._c
             self._inverse = inv
         return self._inverse
