@@ -42,6 +42,15 @@ from .utils._compat import (
 from .utils._validation import check_features
 
 
+def _check_y_given(y, method):
+    if y is None:
+        raise ValueError(
+            f"{method} needs the targets y of the rows in X (losses depend on "
+            "them); got y=None. For influence on the model's output without "
+            "labels, use transform(X)."
+        )
+
+
 def _estimator_has(attr):
     def check(self):
         est = getattr(self, "estimator_", self.estimator)
@@ -540,6 +549,7 @@ class InfluenceEstimator(
             With ``kind="perturbation"``; with ``top_k`` a tuple ``(rows,
             features, values)`` of arrays of shape (n_test, abs(top_k)).
         """
+        _check_y_given(y, "score_influence")
         if getattr(self, "_torch", False):
             return score_torch(self, X, y, top_k=top_k, kind=kind)
         if kind not in ("loss", "perturbation"):
@@ -596,6 +606,7 @@ class InfluenceEstimator(
             Parameter changes in the layout of ``theta_`` (for each output its
             coefficients, then its intercept).
         """
+        _check_y_given(y, "influence_on_params")
         if getattr(self, "_torch", False):
             return influence_on_params_torch(self, X, y, sample_weight)
         W, E, _, Z, _, _ = self._terms_for(X, y, sample_weight)

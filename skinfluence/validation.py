@@ -353,9 +353,10 @@ def _chord_iterations(gradient, step, Theta, G, scale, max_iter):
     ``cols`` at ``Theta_sub``, ``step(G_sub, cols)`` their steps; G holds
     the gradients at the start. Theta is updated in place.
 
-    A column stops when its gradient norm reaches ``_RTOL * scale`` (status
-    "done"), or stops decreasing by half below ``_RTOL_CERTIFIED * scale``
-    (the rounding floor: "done", at the better of its last two iterates);
+    A column takes at least one step, then stops when its gradient norm
+    reaches ``_RTOL * scale`` (status "done"), or stops decreasing by half
+    below ``_RTOL_CERTIFIED * scale`` (the rounding floor: "done", at the
+    better of its last two iterates);
     one that contracts more slowly above it, or is not finite, or is not
     done after ``max_iter`` steps is handed back ("slow").
 
@@ -370,7 +371,10 @@ def _chord_iterations(gradient, step, Theta, G, scale, max_iter):
     for it in range(max_iter + 1):
         g = np.linalg.norm(G, axis=1)
         ratio = g / norm[act] if it else np.zeros_like(g)
-        done = g <= _RTOL * scale
+        # Every refit takes at least its first (Newton) step: a perturbation
+        # whose gradient is already below the stopping level (a tiny
+        # epsilon on a well-fitted row) still moves the parameters.
+        done = (g <= _RTOL * scale) & ((it > 0) | (g == 0))
         slower = ~(ratio <= _CONTRACTION)  # NaN too
         stalled = slower & (g <= _RTOL_CERTIFIED * scale)
         bad = slower & ~stalled | ~np.isfinite(g)

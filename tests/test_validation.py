@@ -324,3 +324,22 @@ def test_pipeline_and_empty_rows():
                       yte, ROWS), rtol=1e-9, atol=1e-12)
     I, info = loo_influence(pipe, Xtr, ytr, Xte, yte, [], return_info=True)
     assert I.shape == (len(yte), 0) and info["n_iter"].shape == (0,)
+
+
+def test_tiny_epsilon_on_a_well_fitted_row_still_moves():
+    # Found by hypothesis: lowering a well-fitted row's weight by 1e-5 moves
+    # the gradient by less than the stopping level; the refit must still
+    # take its Newton step, or the finite difference reads zero.
+    rng = np.random.default_rng(23080)
+    X = rng.standard_normal((81, 6)) * rng.uniform(0.5, 3.0, 6)
+    y = (X @ rng.standard_normal(6) + rng.standard_normal(81) > 0).astype(int)
+    Xtr, ytr, Xte, yte = X[:76], y[:76], X[76:], y[76:]
+    model = LogisticRegression(C=4.0, solver="newton-cholesky", tol=1e-12).fit(
+        Xtr, ytr)
+    rows = np.arange(0, 76, 9)
+    down = loo_influence(model, Xtr, ytr, Xte, yte, rows, epsilon=1e-5)
+    up = loo_influence(model, Xtr, ytr, Xte, yte, rows, epsilon=-1e-5)
+    derivative = (down + up) / 2
+    expected = InfluenceEstimator(model).fit(Xtr, ytr).score_influence(Xte, yte)
+    np.testing.assert_allclose(derivative, expected[:, rows], rtol=1e-4,
+                               atol=1e-6 * np.abs(expected).max())

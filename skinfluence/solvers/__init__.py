@@ -1,5 +1,13 @@
 """Inverse-Hessian solvers: direct (primal or dual), cg, lissa, arnoldi."""
 
+from numbers import Integral, Real
+
+from ..utils._compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from ._arnoldi import ArnoldiSolver
 from ._base import HessianOperator, Solver
 from ._cg import CGSolver
@@ -45,19 +53,41 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
         solver = ArnoldiSolver(damping=damping, random_state=random_state)
     else:
         raise ValueError(f"Unknown method {method!r}.")
-    params.pop("form", None)  # the direct solver's form, chosen by the caller
-    allowed = {"cg": {"max_iter", "preconditioner", "rank"},
-               "lissa": {"scale", "depth", "repeats", "batch_size"},
-               "arnoldi": {"rank"}}.get(method, set())
-    unknown = set(params) - allowed
+    allowed = SOLVER_PARAMS.get(method, {})
+    unknown = set(params) - set(allowed)
     if unknown:
         raise ValueError(
             f"solver_params {sorted(unknown)} do not apply to method={method!r}; "
             f"it takes {sorted(allowed) or 'none'}."
         )
+    # Key, type and range, as scikit-learn validates an estimator's params.
+    validate_parameter_constraints(
+        allowed, params, caller_name=f"solver_params of method={method!r}")
+    params.pop("form", None)  # the direct solver's form, chosen by the caller
     for key, value in params.items():
         setattr(solver, key, value)
     return solver
+
+
+_POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+
+#: What ``solver_params`` each method takes, with their allowed values.
+SOLVER_PARAMS = {
+    "direct": {"form": [StrOptions({"primal", "dual"}), None]},
+    "cg": {
+        "max_iter": [_POSITIVE_INT, None],
+        "preconditioner": [StrOptions({"auto", "jacobi", "nystrom", "ekfac"}),
+                           HasMethods(["solve"]), None],
+        "rank": [_POSITIVE_INT, None],
+    },
+    "lissa": {
+        "scale": [Interval(Real, 0, None, closed="neither"), None],
+        "depth": [_POSITIVE_INT],
+        "repeats": [_POSITIVE_INT],
+        "batch_size": [_POSITIVE_INT, None],
+    },
+    "arnoldi": {"rank": [_POSITIVE_INT]},
+}
 
 
 __all__ = ["DIRECT_MAX_PARAMS", "ArnoldiSolver", "CGSolver", "DirectSolver",

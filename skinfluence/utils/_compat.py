@@ -7,7 +7,12 @@ releases; if one moves, only this module changes.
 
 from sklearn.base import _fit_context
 from sklearn.utils._chunking import get_chunk_n_rows
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.validation import _check_sample_weight
 
 __all__ = [
@@ -17,4 +22,5 @@ __all__ = [
     "_check_sample_weight",
     "_fit_context",
     "get_chunk_n_rows",
+    "validate_parameter_constraints",
 ]
