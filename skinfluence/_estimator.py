@@ -130,7 +130,8 @@ class InfluenceEstimator(
         ``nnz(Z) / (4 p)`` within [8, 256]); for "lissa" ``scale`` (above the
         largest Hessian eigenvalue; estimated by default), ``depth`` (1000),
         ``repeats`` (1), ``batch_size`` (None: full Hessian products); for
-        "arnoldi" ``rank`` (100).
+        "arnoldi" ``rank`` (100). Keys, types and ranges are validated at
+        ``fit``, as scikit-learn validates parameters.
 
     Attributes
     ----------
