@@ -15,6 +15,7 @@ of size ``(n_rows, n_params)`` is ever formed.
 """
 
 import copy
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -476,24 +477,25 @@ class GLMAdapter(ModelAdapter):
         For sparse Z (one output), products run through :class:`_SparseGram`:
         cache-blocked over the columns of V, in ``n_threads`` threads.
         """
-        n = Z.shape[0]
-        matmat = lambda V: self.hvp(Z, s, hess, V)  # noqa: E731
+        # Partials of methods, not closures: a fitted estimator pickles.
+        matmat = functools.partial(self.hvp, Z, s, hess)
         if sp.issparse(Z) and self.n_outputs == 1:
             matmat = _SparseGram(Z, s * hess[:, 0, 0], self.penalty, n_threads)
-
-        def sample(rng, batch_size):
-            rows = rng.choice(n, size=min(batch_size, n), replace=False)
-            # Rescaled so that the batch estimates the full sum.
-            sb = s[rows] * (n / len(rows))
-            return lambda V: self.hvp(Z[rows], sb, hess[rows], V)
-
         return HessianOperator(
             self.n_params,
             matmat,
             diagonal=self.hessian_diagonal(Z, s, hess),
-            sample=sample,
+            sample=functools.partial(self._sample_hvp, Z, s, hess),
             gram=self.gram_structure(Z, s, hess),
         )
+
+    def _sample_hvp(self, Z, s, hess, rng, batch_size):
+        """Products with an unbiased estimate of H on a random batch of rows."""
+        n = Z.shape[0]
+        rows = rng.choice(n, size=min(batch_size, n), replace=False)
+        # Rescaled so that the batch estimates the full sum.
+        sb = s[rows] * (n / len(rows))
+        return functools.partial(self.hvp, Z[rows], sb, hess[rows])
 
     def gram_structure(self, Z, s, hess):
         """H as ``diag(penalty) + Ψᵀ D Ψ``, for the dual solve and the choice."""

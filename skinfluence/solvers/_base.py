@@ -1,5 +1,7 @@
 """What every inverse-Hessian solver provides, and the operator it sees."""
 
+import functools
+
 import numpy as np
 
 
@@ -32,7 +34,8 @@ class HessianOperator:
     @classmethod
     def from_dense(cls, H):
         H = np.asarray(H)
-        return cls(H.shape[0], lambda V: H @ V, diagonal=np.diag(H).copy())
+        return cls(H.shape[0], functools.partial(np.matmul, H),
+                   diagonal=np.diag(H).copy())
 
 
 class Solver:
