@@ -82,6 +82,16 @@ def inverse_from_cholesky(U):
     return _symmetrize_from_upper(inv)
 
 
+def _add_outer_on_support(A, N, scale):
+    """``A += scale N Nᵀ`` in place, on the rows N touches only.
+
+    A null space (softmax intercepts) touches a few coordinates: the dense
+    p x p outer product would cost a full pass over A.
+    """
+    idx = np.flatnonzero(np.any(N != 0, axis=1))
+    A[np.ix_(idx, idx)] += scale * (N[idx] @ N[idx].T)
+
+
 def _not_pd_message(H, null_space, damping):
     if null_space is not None:
         # Restrict to the orthogonal complement of the known null space.
@@ -124,11 +134,11 @@ class DirectSolver(Solver):
         self._c = None
         if null_space is not None:
             self._c = c = max(1.0, float(np.mean(np.diag(A))))
-            A += c * (null_space @ null_space.T)
+            _add_outer_on_support(A, null_space, c)
         # Cholesky succeeds on some matrices that are singular to machine
         # precision; a tiny relative pivot is treated as a failure too.
         try:
-            if not np.all(np.isfinite(np.diag(A))):
+            if not np.all(np.isfinite(A)):
                 raise LinAlgError("non-finite Hessian")
             self.factor_ = (cholesky_upper(A, overwrite=True), False)
             pivots = np.abs(np.diag(self.factor_[0])) ** 2
@@ -167,8 +177,7 @@ class DirectSolver(Solver):
         if getattr(self, "_inverse", None) is None:
             inv = inverse_from_cholesky(self.factor_[0])
             N = self.null_space_
-            if N is not None:  # on N's support only (softmax intercepts)
-                idx = np.flatnonzero(np.any(N != 0, axis=1))
-                inv[np.ix_(idx, idx)] -= (N[idx] @ N[idx].T) / self._c
+            if N is not None:
+                _add_outer_on_support(inv, N, -1.0 / self._c)
             self._inverse = inv
         return self._inverse
