@@ -150,21 +150,21 @@ def solver_summary(info):
     """One line of what the solver did, from ``solver_info_``."""
     method = info["method"]
     if method == "cg":
-        its = info.get("iterations") or []
-        res = info.get("residuals") or []
+        its = info.get("total_iterations")
+        res = info.get("max_residual", float("nan"))
         pre = info.get("preconditioner")
         if "sketch_columns" in info:
             pre = (f"{pre} (rank {info['rank']}, {info['sketch_columns']} "
                    f"sketch columns)")
-        return (f"iterations {sum(its) if its else 'n/a'}, "
-                f"residual {max(res) if res else float('nan'):.1e}, "
+        return (f"iterations {its if its is not None else 'n/a'}, "
+                f"residual {res:.1e}, "
                 f"preconditioner {pre}")
     if method == "lissa":
-        res = info.get("residuals") or []
         return (f"depth {info['depth']}, scale {info['scale']:.4g}, "
-                f"residual {max(res) if res else float('nan'):.2g}")
+                f"residual {info.get('max_residual', float('nan')):.2g}")
     if method == "arnoldi":
-        return f"rank {info['rank']}, captured {info['captured']:.3f}"
+        return (f"rank {info['rank']}, captured {info['captured']:.3f}, "
+                f"residual {info.get('max_residual', float('nan')):.2g}")
     if method == "direct":
         return (f"null space {info.get('null_space_dim')}, "
                 f"min pivot {info.get('min_pivot', float('nan')):.3g}")
@@ -179,8 +179,8 @@ def cg_params(preconditioner, params=None):
 
 
 def cg_iterations(inf):
-    its = inf.solver_info_.get("iterations") or []
-    return sum(its) if its else "n/a"
+    its = inf.solver_info_.get("total_iterations")
+    return "n/a" if its is None else its
 
 
 def table(header, rows):

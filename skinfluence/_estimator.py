@@ -115,7 +115,13 @@ class InfluenceEstimator(
         vector, the Gaussian Nyström sketch of cg on torch models); unused
         by "direct".
     tol : float, default=1e-8
-        Relative residual at which "cg" stops.
+        Largest true relative residual ``||(H + λI) x − b|| / ||b||`` the
+        answer of an iterative solver may have: "cg" iterates to it, and
+        "cg", "lissa" and "arnoldi" measure it after every solve (one more
+        Hessian product) and raise a ConvergenceWarning with the figure, and
+        the setting to change, when it is above (Arnoldi below full rank
+        nearly always is). Loosen it to accept a cheaper, approximate
+        answer.
     solver_params : dict, default=None
         Settings of the chosen solver: for "direct" ``form`` ("primal" or
         "dual"; chosen by cost by default); for "cg" ``max_iter`` (default
@@ -155,9 +161,13 @@ class InfluenceEstimator(
         solver (the memory budget, each candidate's flops and bytes, the
         reason); the form and smallest Cholesky pivot (direct, primal), the
         kernel size and the residual of each solve (direct, dual),
-        iterations and largest residual of each solve (cg), scale, depth and
-        residuals (lissa), rank, eigenvalues and captured share of the trace
-        (arnoldi). Iterative solvers append to it at each solve.
+        scale and depth (lissa), rank, eigenvalues and captured share of the
+        trace (arnoldi); and of the last solve (it is updated by each, and
+        stays bounded): ``residual``, its largest true relative residual
+        (dual, cg, lissa, arnoldi), ``iterations`` and ``restarts`` (cg),
+        ``outside``, the largest share of a right-hand side outside the kept
+        eigenvectors (arnoldi); with the running totals ``n_solves`` and
+        ``max_residual``.
     theta_ : ndarray of shape (`n_params_`,)
         Fitted parameters at ``fit`` time, coefficients then intercept for
         each output.

@@ -85,14 +85,18 @@ def fit_torch(est, model, X, y):
             # EK-FAC's inverse of the Gauss-Newton matrix (+ damping): SPD,
             # so a valid preconditioner for either curvature.
             params["preconditioner"] = EKFACSolver(damping=est.damping).fit(adapter)
+        hint = ("" if adapter.curvature == "ggn" else
+                ", or fit the TorchModel with curvature='ggn' (the Gauss-Newton "
+                "matrix, positive semi-definite by construction)")
         solver = make_solver(est.method_, damping=est.damping, tol=est.tol,
-                             random_state=est.random_state, solver_params=params)
+                             random_state=est.random_state, solver_params=params,
+                             hint=hint)
         H = adapter.hessian() if est.method_ == "direct" else (
             adapter.hessian_operator())
         solver.fit(H, null_space=None)
     est._adapter = adapter
     est._solver = solver
-    est.solver_info_ = dict(solver.info_)
+    est.solver_info_ = solver.info_  # the solver records its last solve here
     # EK-FAC approximates the Gauss-Newton matrix whatever the model says.
     est.solver_info_["curvature"] = (
         "ggn" if est.method_ == "ekfac" else adapter.curvature)

@@ -9,7 +9,7 @@ from ..utils._compat import (
     validate_parameter_constraints,
 )
 from ._arnoldi import ArnoldiSolver
-from ._base import HessianOperator, Solver
+from ._base import HessianOperator, Solver, not_pd_error
 from ._cg import CGSolver
 from ._choice import DIRECT_MAX_PARAMS, choose, memory_budget
 from ._direct import DirectSolver
@@ -29,7 +29,7 @@ def resolve_method(method, n_params):
 
 
 def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
-                solver_params=None, n_threads=1, form="primal"):
+                solver_params=None, n_threads=1, form="primal", hint=""):
     """Build an unfitted solver for a resolved method name.
 
     ``solver_params`` holds the method's own settings: CG's ``max_iter`` and
@@ -37,6 +37,9 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
     LiSSA's ``scale``, ``depth``, ``repeats``, ``batch_size``; Arnoldi's
     ``rank``. ``n_threads`` is for CG's vector updates. ``form`` is the
     direct solver's: "primal" (Cholesky of H) or "dual" (of the kernel).
+    ``tol`` is the largest relative residual cg, lissa and arnoldi accept
+    without a warning; ``hint`` is appended to the error for a Hessian that
+    is not positive definite.
     """
     params = dict(solver_params or {})
     if method == "direct":
@@ -48,9 +51,9 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
                           preconditioner="auto",
                           random_state=0 if random_state is None else random_state)
     elif method == "lissa":
-        solver = LiSSASolver(damping=damping, random_state=random_state)
+        solver = LiSSASolver(damping=damping, tol=tol, random_state=random_state)
     elif method == "arnoldi":
-        solver = ArnoldiSolver(damping=damping, random_state=random_state)
+        solver = ArnoldiSolver(damping=damping, tol=tol, random_state=random_state)
     else:
         raise ValueError(f"Unknown method {method!r}.")
     allowed = SOLVER_PARAMS.get(method, {})
@@ -66,6 +69,7 @@ def make_solver(method, *, damping=0.0, tol=1e-8, random_state=None,
     params.pop("form", None)  # the direct solver's form, chosen by the caller
     for key, value in params.items():
         setattr(solver, key, value)
+    solver.hint = hint
     return solver
 
 
@@ -92,4 +96,5 @@ SOLVER_PARAMS = {
 
 __all__ = ["DIRECT_MAX_PARAMS", "ArnoldiSolver", "CGSolver", "DirectSolver",
            "DualSolver", "GramStructure", "HessianOperator", "LiSSASolver",
-           "Solver", "choose", "make_solver", "memory_budget", "resolve_method"]
+           "Solver", "choose", "make_solver", "memory_budget", "not_pd_error",
+           "resolve_method"]

@@ -4,7 +4,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.utils import check_random_state
 
-from ._base import Solver
+from ._base import Solver, not_pd_error
 
 
 class ArnoldiSolver(Solver):
@@ -14,17 +14,25 @@ class ArnoldiSolver(Solver):
     the top ``rank`` eigenvectors are set to zero. Those low-curvature
     directions are exactly where ``H^-1`` amplifies most, so below full rank
     influence is underestimated, by the share of the gradients that lies
-    there; ``info_["captured"]`` reports the share of ``trace(H)`` kept
-    (the trace is exact when the operator knows its diagonal, as GLM
-    Hessians do, else a Hutchinson estimate, as ``info_["trace"]`` says). At
-    full rank the answer is exact. Eigenpairs come from ARPACK's Lanczos
-    iteration (``scipy.sparse.linalg.eigsh``) on products with H only.
+    there. Every solve measures that share for each right-hand side
+    (``info_["outside"]``, the largest ``||b - U U'b|| / ||b||``) and the
+    true relative residual of its answer (one more Hessian product), and
+    warns when the residual exceeds ``tol``: below full rank it nearly
+    always does. ``info_["captured"]`` reports the share of ``trace(H)``
+    kept (exact when the operator knows its diagonal, as GLM Hessians do,
+    else a Hutchinson estimate, as ``info_["trace"]`` says). At full rank
+    the answer is exact. Eigenpairs come from ARPACK's Lanczos iteration
+    (``scipy.sparse.linalg.eigsh``) on products with H only, of largest
+    magnitude: a negative eigenvalue among them (an indefinite Hessian)
+    raises a ValueError rather than being dropped.
 
     Parameters
     ----------
     damping : float, default=0.0
     rank : int, default=None
         Number of eigenpairs; defaults to ``min(n_params, 100)``.
+    tol : float, default=1e-8
+        Largest true relative residual accepted without a warning.
     random_state : int, RandomState instance or None, default=None
         Starting vector of the Lanczos iteration.
     """
@@ -32,13 +40,14 @@ class ArnoldiSolver(Solver):
     #: Random probes of the trace estimate, for operators without a diagonal.
     n_probes = 32
 
-    def __init__(self, *, damping=0.0, rank=None, random_state=None):
+    def __init__(self, *, damping=0.0, rank=None, tol=1e-8, random_state=None):
         super().__init__(damping=damping)
         self.rank = rank
+        self.tol = tol
         self.random_state = random_state
 
     def fit(self, H, null_space=None):
-        op = self._operator(H)
+        op = self.op_ = self._operator(H)
         self.null_space_ = null_space
         n = op.n_params
         rank = min(n, self.rank or 100)
@@ -50,11 +59,19 @@ class ArnoldiSolver(Solver):
             rng = check_random_state(self.random_state)
             lin = LinearOperator((n, n), matvec=lambda v: op.matmat(v[:, None])[:, 0],
                                  matmat=op.matmat, dtype=np.float64)
-            vals, vecs = eigsh(lin, k=rank, which="LA", v0=rng.standard_normal(n))
+            # Largest magnitude: the same pairs as "largest" on a positive
+            # semi-definite H, and any large negative one on an indefinite H.
+            vals, vecs = eigsh(lin, k=rank, which="LM", v0=rng.standard_normal(n))
         order = np.argsort(vals)[::-1]
         vals, vecs = vals[order], vecs[:, order]
+        top = max(float(np.abs(vals).max()) if vals.size else 0.0, 1e-300)
+        damped = vals + self.damping
+        if damped.size and damped.min() < -1e-8 * (top + self.damping):
+            raise not_pd_error(float(damped.min()), self.damping,
+                               where="as an eigenvalue",
+                               hint=self.hint)
         # Directions the objective cannot see carry eigenvalue ~0: drop them.
-        keep = vals + self.damping > 1e-12 * max(vals[0] + self.damping, 1e-300)
+        keep = damped > 1e-12 * max(damped.max() if damped.size else 0.0, 1e-300)
         self.eigenvalues_, self.eigenvectors_ = vals[keep], vecs[:, keep]
         if op.diagonal is not None:
             trace, how = float(op.diagonal.sum()), "exact"
@@ -68,12 +85,27 @@ class ArnoldiSolver(Solver):
         self.info_ = {"method": "arnoldi", "n_params": n, "damping": self.damping,
                       "rank": int(keep.sum()), "eigenvalues": self.eigenvalues_,
                       "captured": float(self.eigenvalues_.sum() / trace),
-                      "trace": how}
+                      "trace": how, "tol": self.tol, "n_solves": 0}
         return self
 
     def solve(self, B):
         B = np.asarray(B, dtype=np.float64)
+        squeeze = B.ndim == 1
+        B = self._project(B.reshape(B.shape[0], -1))
         U = self.eigenvectors_
-        X = U @ ((U.T @ B) / (self.eigenvalues_ + self.damping)[:, None]
-                 if B.ndim == 2 else (U.T @ B) / (self.eigenvalues_ + self.damping))
-        return self._project(X)
+        C = U.T @ B
+        b = np.linalg.norm(B, axis=0)
+        outside = np.linalg.norm(B - U @ C, axis=0) / np.where(b > 0, b, 1.0)
+        X = self._project(U @ (C / (self.eigenvalues_ + self.damping)[:, None]))
+        rel, _ = self._residuals(X, B)
+        worst_out = float(outside.max()) if outside.size else 0.0
+        n, r = self.info_["n_params"], self.info_["rank"]
+        self._certify(
+            rel,
+            f"Arnoldi kept {r} of {n} eigenpairs, and up to {worst_out:.1%} of a "
+            "right-hand side lies outside them, where influence is dropped: "
+            f"raise rank (solver_params={{'rank': ...}}, up to {n}), or use "
+            "method='direct' or 'cg'.",
+            outside=worst_out,
+        )
+        return X[:, 0] if squeeze else X

@@ -1,8 +1,10 @@
 """What every inverse-Hessian solver provides, and the operator it sees."""
 
 import functools
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 
 class HessianOperator:
@@ -47,6 +49,10 @@ class Solver:
     never see models or data, only the operator.
     """
 
+    #: Advice appended to the error for a Hessian that is not positive
+    #: definite, from the model family (torch: fit with curvature="ggn").
+    hint = ""
+
     def __init__(self, *, damping=0.0):
         self.damping = damping
 
@@ -56,3 +62,76 @@ class Solver:
     def _project(self, X):
         N = getattr(self, "null_space_", None)
         return X if N is None else X - N @ (N.T @ X)
+
+    def _apply(self, X):
+        """``(H + damping I) X`` with the fitted operator."""
+        AX = np.asarray(self.op_.matmat(X), dtype=np.float64)
+        if self.damping:
+            AX += self.damping * X  # matmat returns a new array
+        return AX
+
+    def _residuals(self, X, B, AX=None):
+        """True relative residuals ``||(H + damping I) x - b|| / ||b||``, per column.
+
+        One Hessian product (unless ``AX`` is given). A zero right-hand side
+        has residual ``||A x||``; a non-finite solution, ``inf``.
+        """
+        R = (self._apply(X) if AX is None else AX) - B
+        b = np.linalg.norm(B, axis=0)
+        rel = np.linalg.norm(R, axis=0) / np.where(b > 0, b, 1.0)
+        return np.where(np.isfinite(rel), rel, np.inf), R
+
+    def _certify(self, rel, advice, **record):
+        """Record the last solve and warn if it is not within ``tol``.
+
+        ``rel`` holds the true relative residuals of its columns;
+        ``record`` further figures of this solve. The record is the last
+        solve's (``residual``: its largest relative residual), plus running
+        totals: ``solver_info_`` stays bounded however often it is called.
+        """
+        if not np.all(np.isfinite(rel)):
+            raise ValueError(
+                f"{self.info_['method']} returned non-finite values (NaN or "
+                "infinity); the damped Hessian or the right-hand sides are not "
+                "finite, or the solver diverged. Check the model's parameters, "
+                "set damping > 0 or use method='direct'."
+            )
+        worst = float(rel.max()) if rel.size else 0.0
+        info = self.info_
+        info["n_solves"] = info.get("n_solves", 0) + rel.size
+        info["residual"] = worst
+        info["max_residual"] = max(info.get("max_residual", 0.0), worst)
+        info.update(record)
+        bad = int(np.count_nonzero(~(rel <= self.tol)))
+        if bad:
+            name = info["method"]
+            warnings.warn(
+                f"{name} did not reach tol={self.tol:g}: {bad} of {rel.size} "
+                f"solutions have a true relative residual "
+                f"||(H + damping I) x - b|| / ||b|| above it (largest "
+                f"{worst:.3g}), so their influence is not exact to tol. "
+                f"{advice}",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        return worst
+
+
+def not_pd_error(curvature, damping, *, where="along a search direction",
+                 hint=""):
+    """The error for a Hessian found not positive definite by its products.
+
+    ``curvature`` is a Rayleigh quotient ``v'(H + damping I)v / v'v <= 0``
+    met ``where``: it bounds the smallest eigenvalue from above, so damping
+    must exceed ``damping - curvature`` at least.
+    """
+    need = damping - curvature
+    suggestion = max(1e-6, 10 * need)
+    return ValueError(
+        f"Hessian is not positive definite: curvature {curvature:.3g} {where}, "
+        f"with damping={damping:g}. The fitted parameters are not a minimum "
+        "of the training objective (an untrained or unconverged model, or one "
+        "not identifiable from its data), so H^-1 does not exist there. Set "
+        f"damping > {need:.3g} at least (the smallest eigenvalue may be lower "
+        f"still), e.g. damping={suggestion:.1g}{hint}."
+    )

@@ -92,7 +92,7 @@ def _add_outer_on_support(A, N, scale):
     A[np.ix_(idx, idx)] += scale * (N[idx] @ N[idx].T)
 
 
-def _not_pd_message(H, null_space, damping):
+def _not_pd_message(H, null_space, damping, hint=""):
     if null_space is not None:
         # Restrict to the orthogonal complement of the known null space.
         Q, _ = np.linalg.qr(null_space, mode="complete")
@@ -103,11 +103,16 @@ def _not_pd_message(H, null_space, damping):
         where = ""
     smallest = eigvalsh(H, subset_by_index=[0, 0])[0] if H.size else 0.0
     suggestion = max(1e-6, 10 * abs(smallest))
+    scale = np.abs(np.diag(H)).max() if H.size else 0.0
+    why = ("the fitted parameters are not a minimum of the training objective "
+           "(an untrained or unconverged model?)"
+           if smallest < -1e-8 * scale else
+           "the model is not identifiable from the training data (collinear "
+           "features, or no regularisation)")
     return (
         f"Hessian is not positive definite (smallest eigenvalue {smallest:.3g}"
-        f"{where}, damping={damping:g}); the model is not identifiable from "
-        f"the training data (collinear features, or no regularisation). Set "
-        f"damping > 0, e.g. damping={suggestion:.1g}."
+        f"{where}, damping={damping:g}); {why}. Set damping > 0, e.g. "
+        f"damping={suggestion:.1g}{hint}."
     )
 
 
@@ -148,7 +153,7 @@ class DirectSolver(Solver):
             del A
             damped = H + self.damping * np.eye(n)
             raise ValueError(
-                _not_pd_message(damped, null_space, self.damping)
+                _not_pd_message(damped, null_space, self.damping, self.hint)
             ) from exc
         self.info_ = {
             "method": "direct",
