@@ -4,7 +4,6 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 from joblib import effective_n_jobs
 from sklearn.base import (
     BaseEstimator,
@@ -12,15 +11,17 @@ from sklearn.base import (
     MetaEstimatorMixin,
     TransformerMixin,
     clone,
+    is_classifier,
 )
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _newton
 from ._perturbation import perturbation_influence
 from ._scoring import NewtonLossChange, score_train_rows
+from ._stationarity import STATIONARITY_RATIO, stationarity_ratio
 from ._torch_path import (
     fit_torch,
     influence_on_params_torch,
@@ -39,7 +40,7 @@ from .utils._compat import (
     _check_sample_weight,
     _fit_context,
 )
-from .utils._validation import check_features
+from .utils._validation import check_features, check_targets, fingerprint
 
 
 def _check_y_given(y, method):
@@ -168,6 +169,13 @@ class InfluenceEstimator(
         ``outside``, the largest share of a right-hand side outside the kept
         eigenvectors (arnoldi); with the running totals ``n_solves`` and
         ``max_residual``.
+    stationarity_ : float
+        How far θ̂ is from a minimiser of the training objective: the Newton
+        step to it, ``sqrt(∇Jᵀ H⁻¹ ∇J)`` (for hinge models the subgradient
+        of least norm), over a typical row's ``sqrt(s_j² ∇ℓ_jᵀ H⁻¹ ∇ℓ_j)``.
+        Every actual leave-one-out refit includes that step and no estimate
+        does; ``fit`` warns above 1 (a model fitted on other rows or with
+        other sample weights, SGD, a loose ``tol``). GLMs only.
     theta_ : ndarray of shape (`n_params_`,)
         Fitted parameters at ``fit`` time, coefficients then intercept for
         each output.
@@ -277,8 +285,7 @@ class InfluenceEstimator(
             if sample_weight is not None:
                 raise ValueError("sample_weight is not supported for torch models.")
             return fit_torch(self, est, X, y)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = column_or_1d(y, warn=True)
+        y = check_targets(y, classifier=is_classifier(est))
         try:
             check_is_fitted(est)
             fitted = True
@@ -309,6 +316,14 @@ class InfluenceEstimator(
             self.n_features_in_ = self.estimator_.n_features_in_
 
         Xt = self._model_features(X_checked)
+        # After one transform: the state that later transforms see.
+        self._feature_fingerprint = self._fingerprint_features()
+        if self._feature_map is not None and self._feature_fingerprint is None:
+            warnings.warn(
+                "The Pipeline's feature steps cannot be pickled, so a step "
+                "refitted after InfluenceEstimator.fit will go undetected.",
+                UserWarning, stacklevel=3,
+            )
         n_train = Xt.shape[0]
         if y.shape[0] != n_train:
             raise ValueError(
@@ -331,8 +346,6 @@ class InfluenceEstimator(
         self.n_train_ = n_train
         self.n_params_ = adapter.n_params
         self.theta_ = adapter.theta
-        if adapter.smooth:
-            self._check_stationarity(Z, y_enc, s, grad, model)
 
         if self.method == "ekfac":
             raise ValueError(
@@ -364,9 +377,10 @@ class InfluenceEstimator(
         solver.fit(H, null_space=null_space)
         del H  # the primal solver keeps its factor, not the Hessian
         self._solver = solver
-        # The solver's own record: later solves (cg, lissa) append to it.
+        # The solver's own record: each later solve updates it.
         self.solver_info_ = solver.info_
         self.solver_info_["choice"] = choice
+        self._check_stationarity(Z, y_enc, s, grad, model)
 
         self._Z, self._y, self._s = Z, y_enc, s
         self._raw = raw
@@ -427,32 +441,40 @@ class InfluenceEstimator(
         return L @ self._class_grad, self._E
 
     def _check_stationarity(self, Z, y_enc, s, grad, model):
-        """Warn when theta-hat is far from a minimiser of J on (X, y)."""
-        total = np.linalg.norm(self._adapter.objective_gradient(Z, y_enc, s))
-        zn = np.sqrt(np.asarray(Z.multiply(Z).sum(axis=1)).ravel()) if sp.issparse(
-            Z) else np.linalg.norm(Z, axis=1)
-        per_row = np.abs(s) * np.linalg.norm(grad, axis=1) * zn
-        rms = np.sqrt(np.mean(per_row**2))
-        # A model trained on other rows of the same distribution leaves a
-        # gradient of about sqrt(n) single-row gradients.
-        if total > max(1.0, 0.1 * np.sqrt(len(s))) * rms and total > 1e-8:
+        """Warn when theta-hat is far from a minimiser of J on (X, y).
+
+        Far: the Newton step to the minimiser is longer, in the metric of H,
+        than a typical row's influence (see :mod:`skinfluence._stationarity`).
+        """
+        ratio, offset, _ = stationarity_ratio(
+            self._adapter, self._solver, Z, y_enc, s, grad)
+        self.stationarity_ = ratio
+        if ratio > STATIONARITY_RATIO:
             n_iter = getattr(model, "n_iter_", None)
             hint = f" (its n_iter_ is {np.ravel(n_iter).tolist()})" if (
                 n_iter is not None) else ""
+            kind = "" if self._adapter.smooth else "sub"
             warnings.warn(
-                f"The gradient of {type(model).__name__}'s training objective at "
-                f"its fitted parameters is {total:.3g}, {total / rms:.3g} times "
-                "a typical single row's: the model does not look trained on "
-                f"this data, or it did not converge{hint}. Refit it on (X, y) "
-                "with a tighter tol or a larger max_iter.",
+                f"{type(model).__name__}'s fitted parameters are not a minimum of "
+                f"its training objective on these (X, y, sample_weight): the "
+                f"Newton step to the minimum is {ratio:.3g} times a typical "
+                "row's influence (both in the metric of H), from a "
+                f"{kind}gradient of norm {offset:.3g} in H^-1. A model retrained "
+                "to convergence moves that far whichever row it leaves out, and "
+                "influence is taken at the fitted parameters, not at the "
+                "minimum. The model does not look trained on this data (or with "
+                f"these sample weights), or it did not converge{hint}. Refit it "
+                "on (X, y) with a tighter tol or a larger max_iter.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     # --------------------------------------------------------------- inputs
     def _validate_X(self, X, reset):
         """Validate raw X when the model sees it directly (not a Pipeline)."""
         est = getattr(self, "estimator_", self.estimator)
+        if type(est).__name__ == "FrozenEstimator":
+            est = est.estimator
         if isinstance(est, Pipeline):
             return X
         return validate_data(
@@ -482,11 +504,7 @@ class InfluenceEstimator(
         raw = self._adapter.raw_prediction(Z)
         if y is None:
             return Z, None, raw
-        y = np.asarray(y)
-        if y.shape[0] != Z.shape[0]:
-            raise ValueError(
-                f"X has {Z.shape[0]} rows but y has {y.shape[0]}; they must match."
-            )
+        y = check_targets(y, Z.shape[0], classifier=self._adapter.classes is not None)
         y_enc = self._adapter.encode_y(y)
         if self._adapter.classes is None and not np.all(np.isfinite(y_enc)):
             raise ValueError("Input y contains NaN or infinity.")
@@ -501,6 +519,17 @@ class InfluenceEstimator(
                 "The wrapped estimator's parameters changed since "
                 "InfluenceEstimator.fit (was it refitted?); call fit again."
             )
+        fitted = getattr(self, "_feature_fingerprint", None)
+        if fitted is not None and self._fingerprint_features() != fitted:
+            raise ValueError(
+                "The Pipeline's feature steps changed since InfluenceEstimator.fit "
+                "(was a step refitted?); call fit again."
+            )
+
+    def _fingerprint_features(self):
+        """Digest of the feature steps' state now, or None without any."""
+        feature_map = split_pipeline(self.estimator_)[0]
+        return None if feature_map is None else fingerprint(feature_map)
 
     # ------------------------------------------------------------ scoring
     def _left(self, Z, G):

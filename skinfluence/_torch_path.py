@@ -16,10 +16,11 @@ torch is imported only when a torch model is fitted.
 """
 
 import numpy as np
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._scoring import _sort_top, _top_k
 from .solvers import make_solver, resolve_method
+from .utils._validation import check_targets, encode_labels
 
 
 def is_torch_model(estimator):
@@ -53,10 +54,12 @@ def fit_torch(est, model, X, y):
         if not (getattr(model, "initialized_", False) and len(model.history)):
             model.fit(X, y)  # an unfitted net is trained, like any estimator
         model = TorchModel.from_skorch(model)
+    y = _targets(model, X, y)
     try:
         check_is_fitted(model)
     except NotFittedError:
         model.fit(X, y)  # records classes_; a TorchModel is never trained here
+        y = _targets(model, X, y)  # against the classes_ just recorded
     if hasattr(model, "n_features_in_"):
         est.n_features_in_ = model.n_features_in_
     adapter = TorchAdapter(model, X, y)
@@ -114,6 +117,16 @@ def _check(est):
     return est._adapter
 
 
+def _targets(model, X, y):
+    """y as the TorchModel's loss takes it: labels of its classes_, or floats."""
+    classifier = model._is_classifier()
+    y = check_targets(y, _num_samples(X), classifier=classifier,
+                      multi_output=not classifier)
+    if classifier and hasattr(model, "classes_"):
+        encode_labels(y, model.classes_)
+    return y
+
+
 def _check_top_k(top_k, n_train):
     if top_k is None:
         return None
@@ -157,6 +170,7 @@ def score_torch(est, X, y, top_k=None, kind="loss"):
         )
     adapter = _check(est)
     top_k = _check_top_k(top_k, est.n_train_)
+    y = _targets(adapter.model, X, y)
     L = est._solver.solve(adapter.user_grad_rows(X, y).T).T
     return _contract(est, L, top_k=top_k)
 
@@ -166,6 +180,7 @@ def influence_on_params_torch(est, X, y, sample_weight=None):
     if sample_weight is not None:
         raise ValueError("sample_weight is not supported for torch models.")
     adapter = _check(est)
+    y = _targets(adapter.model, X, y)
     return est._solver.solve(adapter.user_grad_rows(X, y).T).T
 
 
@@ -183,7 +198,7 @@ def self_influence_torch(est, X=None, y=None, sample_weight=None):
         return np.concatenate(out)
     if y is None:
         raise ValueError("self_influence needs y together with X.")
-    G = adapter.user_grad_rows(X, y)
+    G = adapter.user_grad_rows(X, _targets(adapter.model, X, y))
     return np.sum(G * est._solver.solve(G.T).T, axis=1)
 
 

@@ -25,6 +25,7 @@ from scipy.special import expit, log_expit, logsumexp, softmax
 
 from ..solvers._base import HessianOperator
 from ..solvers._dual import GramStructure
+from ..utils._validation import encode_labels
 from ._base import ModelAdapter
 
 # --------------------------------------------------------------------------
@@ -389,16 +390,7 @@ class GLMAdapter(ModelAdapter):
                 )
             return y
         y = y.ravel() if (y.ndim == 2 and y.shape[1] == 1) else y
-        idx = np.searchsorted(self.classes, y)
-        idx = np.clip(idx, 0, len(self.classes) - 1)
-        bad = self.classes[idx] != y
-        if np.any(bad):
-            unseen = np.unique(y[bad])[:5]
-            raise ValueError(
-                f"y contains labels the model never saw: {unseen.tolist()}; "
-                f"the model's classes_ are {self.classes.tolist()}."
-            )
-        return idx
+        return encode_labels(y, self.classes)
 
     def row_scale(self, y_enc, sample_weight=None):
         s = np.full(y_enc.shape[0], self.scale)

@@ -145,7 +145,8 @@ def test_cg_restarts_from_the_true_residual():
 
 
 @pytest.mark.parametrize("solver", [
-    CGSolver(tol=1e-10), LiSSASolver(depth=50, tol=1.0), ArnoldiSolver(rank=4, tol=1.0)],
+    CGSolver(tol=1e-10), LiSSASolver(depth=50, tol=1.0),
+    ArnoldiSolver(rank=4, tol=1.0)],
     ids=["cg", "lissa", "arnoldi"])
 def test_solver_record_is_bounded(solver):
     rng = np.random.default_rng(0)

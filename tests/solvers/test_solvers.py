@@ -42,8 +42,8 @@ def test_exact_solvers_agree_with_direct(case, method, kw):
     assert inf.solver_info_["method"] == method
 
 
-@pytest.mark.parametrize("method, kw", EXACT + [("lissa", {"tol": 1e-6, "solver_params": {
-    "depth": 3000}})], ids=["cg", "arnoldi", "lissa"])
+@pytest.mark.parametrize("method, kw", EXACT + [("lissa", {
+    "tol": 1e-6, "solver_params": {"depth": 3000}})], ids=["cg", "arnoldi", "lissa"])
 def test_solvers_on_sparse_text_pipeline(method, kw):
     rng = np.random.default_rng(0)
     vocab = np.array([f"w{i}" for i in range(300)])
@@ -114,7 +114,8 @@ def test_cg_warns_with_its_residual_when_it_stops_early():
     model, (Xtr, ytr, Xte, yte), _ = fitted(case)
     inf = InfluenceEstimator(model, method="cg", solver_params={"max_iter": 2})
     inf.fit(Xtr, ytr)
-    with pytest.warns(ConvergenceWarning, match=r"true relative residual .* \(largest [0-9.e+-]+\)"):
+    with pytest.warns(ConvergenceWarning,
+                      match=r"true relative residual .* \(largest [0-9.e+-]+\)"):
         inf.score_influence(Xte, yte)
     assert inf.solver_info_["method"] == "cg"
     assert inf._solver.info_["iterations"] == 2
