@@ -12,8 +12,6 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator
 
-LOSSES = ("cross_entropy", "mse")
-
 
 def is_skorch_net(obj):
     """Whether ``obj`` is a skorch ``NeuralNet`` (without importing skorch)."""
@@ -63,6 +61,25 @@ def _import_torch():
     return torch
 
 
+# The built-in losses are module-level functions, so that a fitted model pickles.
+def _cross_entropy(out, t):
+    """Softmax cross-entropy per row; for one logit, BCE with logits toward 1."""
+    F = _import_torch().nn.functional
+    if out.ndim == 2 and out.shape[1] == 1 or out.ndim == 1:
+        z = out.reshape(-1)
+        return F.binary_cross_entropy_with_logits(z, t.to(z.dtype), reduction="none")
+    return F.cross_entropy(out, t, reduction="none")
+
+
+def _mse(out, t):
+    """Squared error per row, summed over outputs."""
+    t = t.reshape(out.shape)
+    return ((out - t) ** 2).reshape(out.shape[0], -1).sum(dim=1)
+
+
+LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}
+
+
 def _resolve_dtype(torch, dtype):
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
@@ -98,7 +115,9 @@ class TorchModel(BaseEstimator):
         ``classes_[1]``. "mse" is the squared error summed over outputs. A
         callable ``loss(output, target)`` must return per-row losses
         (reduction "none"); its target is the class index (int64 tensor)
-        when ``classes`` is given, else ``y`` as a float tensor.
+        when ``classes`` is given, else ``y`` as a float tensor. A fitted
+        estimator pickles with the loss: make it a module-level function
+        (or a picklable object), not a lambda or a closure.
     weight_decay : float, default=0.0
         The L2 penalty as ``torch.optim`` states it, on the *mean* loss:
         the objective is ``mean_j l_j + weight_decay / 2 ||theta||^2``. It
@@ -272,7 +291,8 @@ class TorchModel(BaseEstimator):
             raise TypeError(
                 f"module must be a torch.nn.Module; got {type(self.module).__name__}."
             )
-        if not (callable(self.loss) or self.loss in LOSSES):
+        if not (callable(self.loss) or (isinstance(self.loss, str)
+                                        and self.loss in LOSSES)):
             raise ValueError(
                 f"loss must be one of {list(LOSSES)} or a callable "
                 f"loss(output, target) returning per-row losses; got {self.loss!r}."
@@ -379,23 +399,7 @@ class TorchModel(BaseEstimator):
 
     def _loss_fn(self):
         """Per-row loss ``f(output, target) -> (n,)`` in torch."""
-        torch = _import_torch()
-        F = torch.nn.functional
-        if callable(self.loss):
-            return self.loss
-        if self.loss == "mse":
-            def mse(out, t):
-                t = t.reshape(out.shape)
-                return ((out - t) ** 2).reshape(out.shape[0], -1).sum(dim=1)
-            return mse
-
-        def cross_entropy(out, t):
-            if out.ndim == 2 and out.shape[1] == 1 or out.ndim == 1:
-                z = out.reshape(-1)
-                return F.binary_cross_entropy_with_logits(
-                    z, t.to(z.dtype), reduction="none")
-            return F.cross_entropy(out, t, reduction="none")
-        return cross_entropy
+        return self.loss if callable(self.loss) else LOSSES[self.loss]
 
     def _forward(self, X):
         torch = _import_torch()

@@ -12,6 +12,11 @@ is the flat vector of the selected parameters (``TorchModel.params``), in
 buffers are constants. torch is imported here only.
 """
 
+import copy
+import functools
+import itertools
+import threading
+
 import numpy as np
 import torch
 from torch.func import functional_call, grad, hessian, jvp, vjp, vmap
@@ -20,6 +25,15 @@ from ..solvers import HessianOperator
 
 #: Rows per batch of Hessian products and per-row gradients (memory bound).
 BATCH_SIZE = 1024
+
+
+def _locked(method):
+    """Run ``method`` holding its adapter's lock (see TorchAdapter, Notes)."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
 
 
 class TorchAdapter:
@@ -31,16 +45,33 @@ class TorchAdapter:
         Fitted wrapper.
     X, y : array-like
         Its training data.
-    batch_size : int, default=256
+    batch_size : int, default=BATCH_SIZE
         Rows per batch: memory is bounded by it, not by n_train.
+
+    Notes
+    -----
+    ``torch.func.functional_call`` runs a module by swapping the given
+    tensors into it for the duration of the call: two threads in it at once
+    see each other's (functorch-wrapped) tensors, and one may leave the
+    module holding them. So the adapter runs a private copy of the module,
+    ``self.module``, never the user's (whose predictions and parameters,
+    read by ``read_theta``, are left alone), and each entry point that runs
+    that copy holds ``self._lock``, re-entrant since entry points call one
+    another. The copy shares the user's parameter and buffer tensors (it
+    costs no memory): every one of them is passed to functional_call anyway.
     """
 
     family = "torch"
 
     def __init__(self, model, X, y, *, batch_size=BATCH_SIZE):
         self.model = model
-        self.module = model.module_
-        self.module.eval()
+        user = model.module_
+        # A copy of the module's structure, its tensors shared (the memo maps
+        # each to itself): see Notes.
+        shared = {id(t): t for t in itertools.chain(user.parameters(),
+                                                    user.buffers())}
+        self.module = copy.deepcopy(user, memo=shared).eval()
+        self._lock = threading.RLock()
         self.batch_size = int(batch_size)
         self.dtype, self.device = model._param()
         named = dict(self.module.named_parameters())
@@ -67,6 +98,18 @@ class TorchAdapter:
         self.curvature = getattr(model, "curvature", "hessian")
         self._train_grads = None
 
+    # Pickling drops the lock (not picklable) and the cache of training
+    # gradients (up to 256 MiB, recomputed on demand).
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_train_grads"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     # ------------------------------------------------------------ params
     def _flatten(self, params):
         return torch.cat([params[n].reshape(-1) for n in self.names])
@@ -77,8 +120,8 @@ class TorchAdapter:
         return {n: p.reshape(s) for n, p, s in zip(self.names, parts, self.shapes)}
 
     def read_theta(self):
-        """The module's current selected parameters, flat, in numpy."""
-        named = dict(self.module.named_parameters())
+        """The user's module's current selected parameters, flat, in numpy."""
+        named = dict(self.model.module_.named_parameters())
         return self._flatten({n: named[n].detach() for n in self.names}).cpu().numpy()
 
     def _tensor(self, a):
@@ -86,6 +129,7 @@ class TorchAdapter:
 
     # ------------------------------------------------------------ losses
     def _output(self, theta, x):
+        # Swaps tensors into self.module: callers hold self._lock.
         return functional_call(self.module, {**self.fixed, **self.unflatten(theta)},
                                (x,))
 
@@ -99,6 +143,7 @@ class TorchAdapter:
         return [slice(i, min(i + self.batch_size, n))
                 for i in range(0, n, self.batch_size)]
 
+    @_locked
     def loss_rows(self, X, y):
         """Per-row losses (n,) in numpy."""
         Xt, yt = self.model._to_tensor(X), self.model._target_tensor(y)
@@ -107,6 +152,7 @@ class TorchAdapter:
                 self.loss_fn(self._output(self.theta_t, Xt[b]), yt[b]).cpu().numpy()
                 for b in self._batches(Xt.shape[0])]) if Xt.shape[0] else np.empty(0)
 
+    @_locked
     def _grad_rows(self, f, Xt, yt):
         per_row = vmap(grad(f), in_dims=(None, 0, 0), chunk_size=64)
         out = [per_row(self.theta_t, Xt[b], yt[b]).detach()
@@ -128,6 +174,7 @@ class TorchAdapter:
             return torch.where(out[0] >= 0, out[0], -out[0])
         return out.gather(0, k.reshape(1))[0]
 
+    @_locked
     def output_grad_rows(self, X):
         """Per-row gradients of the measured output, (n_rows, n_params).
 
@@ -150,20 +197,25 @@ class TorchAdapter:
     def train_grad_chunks(self, max_bytes=2**28):
         """Yield ``(slice, G)``: per-row training gradients by chunks of rows.
 
-        Cached when all of them fit in ``max_bytes``, else recomputed.
+        Cached (read-only) when all of them fit in ``max_bytes``, else
+        recomputed.
         """
-        if self._train_grads is not None:
-            yield slice(0, self.n_train), self._train_grads
-            return
-        if 8 * self.n_train * self.n_params <= max_bytes:
-            self._train_grads = self._grad_rows(self._loss_one, self.X, self.y)
-            yield slice(0, self.n_train), self._train_grads
+        with self._lock:  # computed once, by whichever thread comes first
+            if (self._train_grads is None
+                    and 8 * self.n_train * self.n_params <= max_bytes):
+                G = self._grad_rows(self._loss_one, self.X, self.y)
+                G.flags.writeable = False  # shared by every caller
+                self._train_grads = G
+            G = self._train_grads
+        if G is not None:
+            yield slice(0, self.n_train), G
             return
         step = max(1, max_bytes // (8 * self.n_params))
         for start in range(0, self.n_train, step):
             b = slice(start, min(start + step, self.n_train))
             yield b, self._grad_rows(self._loss_one, self.X[b], self.y[b])
 
+    @_locked
     def objective_gradient(self):
         """Gradient of J at theta-hat, (n_params,) in numpy."""
         g = torch.zeros_like(self.theta_t)
@@ -186,6 +238,7 @@ class TorchAdapter:
         except RuntimeError:  # an op without a batching rule for jvp
             return torch.stack([hvp(v) for v in V])
 
+    @_locked
     def output_hessians(self, out, t):
         """``M_j``: Hessian of each row's loss in the flat output, (b, K, K)."""
         shape = out.shape[1:]
@@ -216,6 +269,7 @@ class TorchAdapter:
         MJv = torch.einsum("bij,cbj->cbi", M, Jv.reshape(k, b, -1))
         return vmap(lambda u: pull(u)[0])(MJv.reshape(Jv.shape))
 
+    @_locked
     def hvp(self, V, rows=None, scale=1.0):
         """``(scale * sum_j H_j + lambda_n I) V`` for V of shape (n_params, k).
 
@@ -239,14 +293,15 @@ class TorchAdapter:
 
     def hessian_operator(self):
         """Matrix-free Hessian of J, with mini-batch products for LiSSA."""
-        def sample(rng, batch_size):
-            idx = np.sort(rng.choice(self.n_train, size=min(batch_size, self.n_train),
-                                     replace=False))
-            rows = torch.as_tensor(idx, device=self.device)
-            return lambda V: self.hvp(V, rows=rows,
-                                      scale=self.n_train / len(idx))
+        # Bound methods and partials, not closures: the operator pickles.
+        return HessianOperator(self.n_params, self.hvp, sample=self._sample)
 
-        return HessianOperator(self.n_params, self.hvp, sample=sample)
+    def _sample(self, rng, batch_size):
+        """``matmat`` of the unbiased mini-batch estimate of H on random rows."""
+        idx = np.sort(rng.choice(self.n_train, size=min(batch_size, self.n_train),
+                                 replace=False))
+        rows = torch.as_tensor(idx, device=self.device)
+        return functools.partial(self.hvp, rows=rows, scale=self.n_train / len(idx))
 
     def null_space(self):
         return None

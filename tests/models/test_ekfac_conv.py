@@ -85,7 +85,8 @@ def test_corrected_eigenvalues_are_ggn_diagonal_in_kfe(kw):
     assert [lay["type"] for lay in solver.info_["layers"]] == ["Conv2d", "Linear"]
     M = _output_hessians(net, X, y)
     for lay, (QS, QA), lam in zip(solver.layers_, solver.Q_, solver.eigenvalues_):
-        J = _layer_jacobians(net, X, lay["module"])
+        # The solver hooks the adapter's private copy of the network.
+        J = _layer_jacobians(adapter.module, X, lay["module"])
         G = torch.einsum("nap,nab,nbq->pq", J, M, J).numpy()  # exact GGN block
         Q = np.kron(QS, QA)  # column o*D + d is vec(QS[:, o] QA[:, d]')
         expected = np.einsum("pi,pq,qi->i", Q, G, Q).reshape(lam.shape)
