@@ -101,3 +101,22 @@ def test_ratio_is_free_of_the_targets_units(diabetes):
             warnings.simplefilter("ignore", ConvergenceWarning)
             ratios.append(InfluenceEstimator(model).fit(Xtr, c * ytr).stationarity_)
     assert ratios[0] > 1 and ratios[1] == pytest.approx(ratios[0], rel=1e-8)
+
+
+@pytest.mark.parametrize("method", ["cg", "lissa", "arnoldi"])
+def test_iterative_solvers_check_by_a_short_cg(cancer, method):
+    # The check's quadratic forms come from cg to 1e-3 on the same operator,
+    # with 16 sampled rows: the same verdicts, and the solver's own record
+    # untouched.
+    Xtr, ytr, _, _ = cancer
+    kw = dict(method=method, tol=1.0, solver_params={"rank": 31} if (
+        method == "arnoldi") else None)
+    other = LogisticRegression(tol=1e-10).fit(Xtr[:270], ytr[:270])
+    with pytest.warns(ConvergenceWarning, match=MESSAGE):
+        inf = InfluenceEstimator(other, **kw).fit(Xtr[270:], ytr[270:])
+    assert inf.stationarity_ > 10
+    assert inf.solver_info_.get("n_solves", 0) == 0
+    converged = LogisticRegression(tol=1e-10).fit(Xtr, ytr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        assert InfluenceEstimator(converged, **kw).fit(Xtr, ytr).stationarity_ < 1e-3
