@@ -115,8 +115,9 @@ def summary(info):
     method = info.get("method")
     if method == "cg":
         pre = f", {info['preconditioner']}" if info["preconditioner"] else ""
-        return (f"{sum(info['iterations'])} iterations, "
-                f"residual {max(info['residuals']):.1e}{pre}")
+        kind = "block " if info.get("block") else ""
+        return (f"{info.get('total_iterations')} {kind}iterations, "
+                f"residual {info.get('max_residual', float('nan')):.1e}{pre}")
     if method == "lissa":
         return f"depth {info['depth']}, batch {info['batch_size']}"
     if method == "arnoldi":
@@ -132,9 +133,15 @@ def table(header, rows):
         print("  ".join(str(c).rjust(w) for c, w in zip(r, widths)), flush=True)
 
 
+#: ``--methods``: run only these (the references are always run).
+ONLY = None
+
+
 def compare(net, wd, data, methods, refs):
     """Run every method; rows of the results table against each reference."""
     results = {}
+    if ONLY:
+        methods = {k: v for k, v in methods.items() if k in ONLY or k in refs}
     for name, (curvature, params) in methods.items():
         results[name] = run_isolated(net, wd, curvature, params, data)
         S, info, seconds, mem, notes = results[name]
@@ -196,6 +203,8 @@ def part_digits(quick):
         "direct": ("hessian", dict(method="direct")),
         "direct-ggn": ("ggn", dict(method="direct")),
         "cg": ("hessian", dict(method="cg", tol=1e-6)),
+        "cg-columns": ("hessian", dict(method="cg", tol=1e-6, solver_params={
+            "block": False})),
         "cg+ekfac": ("hessian", dict(method="cg", tol=1e-6, solver_params={
             "preconditioner": "ekfac"})),
         "lissa": ("hessian", dict(method="lissa", solver_params={
@@ -262,7 +271,11 @@ def main():
     parser.add_argument("--part", choices=["digits", "wide", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="run only these methods (and the references)")
     args = parser.parse_args()
+    global ONLY
+    ONLY = args.methods
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"bench_torch: part={args.part}, quick={args.quick}, torch "

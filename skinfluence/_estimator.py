@@ -134,7 +134,10 @@ class InfluenceEstimator(
         models, "ekfac": EK-FAC's inverse, which helps most on the exact
         Hessian of a weakly regularised network, e.g. 237 to 101 iterations
         on a digits MLP) and its ``rank`` (Nyström columns; by default
-        ``nnz(Z) / (4 p)`` within [8, 256]); for "lissa" ``scale`` (above the
+        ``nnz(Z) / (4 p)`` within [8, 256]) and ``block`` ("auto": block CG,
+        one Krylov space for all right-hand sides, for torch models, one
+        recursion per column for GLMs; True or False to choose); for
+        "lissa" ``scale`` (above the
         largest Hessian eigenvalue; estimated by default), ``depth`` (1000),
         ``repeats`` (1), ``batch_size`` (None: full Hessian products); for
         "arnoldi" ``rank`` (100). Keys, types and ranges are validated at

@@ -30,6 +30,7 @@ solver refits it.
 """
 
 import copy
+import functools
 import sys
 import warnings
 
@@ -43,6 +44,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._hinge_qp import hinge_refit
 from ._scoring import _tqdm
+from ._torch_path import is_torch_model
 from .models import get_adapter, split_pipeline
 from .models._glm import GLMAdapter, MarginLoss, SoftmaxLoss, SquaredLoss, kron_rows
 from .solvers import DirectSolver
@@ -96,7 +98,11 @@ def loo_influence(
     ----------
     estimator : estimator object
         A fitted supported model or Pipeline ending in one, trained on
-        ``(X_train, y_train)``; its parameters are the warm start.
+        ``(X_train, y_train)``; its parameters are the warm start. A
+        :class:`~skinfluence.torch.TorchModel` or a fitted skorch net
+        (read through :meth:`TorchModel.from_skorch
+        <skinfluence.torch.TorchModel.from_skorch>`) is refitted on its
+        objective, see Notes.
     X_train : {array-like, sparse matrix} of shape (n_train, n_features)
         Training rows, raw.
     y_train : array-like of shape (n_train,)
@@ -108,7 +114,7 @@ def loo_influence(
     train_indices : array-like of int
         Training rows to leave out, one refit each.
     sample_weight : array-like of shape (n_train,), default=None
-        Training weights the model was fitted with.
+        Training weights the model was fitted with (not for torch models).
     epsilon : float, default=None
         If given, lower row j's weight by the fraction ``epsilon`` instead of
         removing it, and return the change in test loss divided by
@@ -119,6 +125,8 @@ def loo_influence(
     n_jobs : int, default=None
         Batches of refits run in parallel through joblib (threads by
         default: the work is BLAS products, which release the GIL).
+        Torch models are refitted one row after another, whatever n_jobs:
+        threads would queue on the adapter's lock.
     verbose : int, default=0
         With ``verbose > 0``, a progress bar over the batches of refits on
         stderr when tqdm is installed, else joblib's messages.
@@ -156,11 +164,19 @@ def loo_influence(
         Hinge refits are exact active-set solutions whose objective has no
         gradient: their norms are NaN and their iteration counts 0.
 
+        For torch models also ``"min_eigenvalue"`` (ndarray of float, the
+        smallest eigenvalue of the Hessian of each refit's objective at its
+        result) and ``"positive_definite"`` (ndarray of bool: whether that
+        Hessian is, i.e. the refit is a strict local minimum, not a
+        saddle), both in ``"baseline"`` too; ``"certified"`` requires both
+        rounding-level gradients and positive definite Hessians.
+
     Warns
     -----
     ConvergenceWarning
         If a refit's gradient is not at rounding level: its relative norm
-        exceeds ``rtol_certified`` (1e-11).
+        exceeds ``rtol_certified`` (1e-11); or, for torch models, if a
+        refit ends where the Hessian is not positive definite (a saddle).
 
     See Also
     --------
@@ -205,6 +221,31 @@ def loo_influence(
     loss="hinge")``) are refitted exactly by their dual quadratic program,
     and their test loss measured with the smooth hinge of temperature ``t``.
 
+    Torch models (a :class:`~skinfluence.torch.TorchModel`, or a skorch net)
+    follow Koh and Liang's protocol for non-convex models: each refit is
+    warm-started at the fitted parameters and solved tightly by a
+    full-batch second-order method, in float64 (a float64 copy of the module
+    where it is not), through ``torch.func`` on a copy of the module
+    sharing its tensors, so the user's module is never modified. The
+    objective is the adapter's, ``J₋ⱼ(θ) = Σᵢ≠ⱼ lᵢ(θ) + ½ λₙ ‖θ‖²`` over the
+    selected parameters (``TorchModel.params``; the others stay fixed),
+    with the *same* ``λₙ = n_train · weight_decay`` as the full objective:
+    that is what the influence estimate differentiates (removing row j's
+    term only). Retraining on n − 1 rows with the same ``weight_decay``
+    would also lower the penalty, by ``½ weight_decay ‖θ‖²``, a different
+    perturbation of the same order. The baseline is θ̂ polished on the full
+    objective; each refit starts there with chord iterations on the exact
+    Hessian of its own objective at the baseline (the full Hessian less
+    row j's, formed densely by Hessian-vector products), and one that
+    contracts slowly continues by Newton's method with the Hessian
+    re-formed (shifted where it is indefinite, steps accepted by Armijo's
+    test). The Hessian at every result is formed and its smallest
+    eigenvalue recorded: a refit that ends at a saddle is reported. The
+    gradient's rounding scale is ``σ = ‖Σⱼ |∇lⱼ(θ)| + λₙ |θ|‖``, with the
+    same criteria as above. Dense Hessians limit this to models of at most
+    5,000 selected parameters; each refit costs about one full Hessian
+    (``n_params`` Hessian-vector products over the training rows).
+
     References
     ----------
     Pregibon, D. (1981). Logistic regression diagnostics. The Annals of
@@ -230,8 +271,19 @@ def loo_influence(
     >>> bool(info["certified"])
     True
     """
-    check_is_fitted(estimator)
     head, model = split_pipeline(estimator)
+    train_indices = np.asarray(train_indices, dtype=np.intp).ravel()
+    if is_torch_model(model):
+        if head is not None:
+            check_is_fitted(head)
+            X_train, X_test = head.transform(X_train), head.transform(X_test)
+        influence, info = _loo_torch(
+            model, X_train, y_train, X_test, y_test, train_indices,
+            sample_weight=sample_weight, epsilon=epsilon, verbose=verbose)
+        _warn_uncertified(info, train_indices)
+        _warn_saddles(info, train_indices)
+        return (influence, info) if return_info else influence
+    check_is_fitted(estimator)
     Xt = X_train if head is None else head.transform(X_train)
     Xt = check_features(Xt, getattr(model, "n_features_in_", None))
     Xs = X_test if head is None else head.transform(X_test)
@@ -244,7 +296,6 @@ def loo_influence(
     )
     Zs = adapter.features(Xs)
     ys = adapter.encode_y(y_test)
-    train_indices = np.asarray(train_indices, dtype=np.intp).ravel()
     removed = 1.0 if epsilon is None else float(epsilon)
 
     if not adapter.smooth:
@@ -936,3 +987,342 @@ def _newton_iterations(adapter, Z, y_enc, s, scale=None, max_iter=None):
             break
         current, value = trial, trial_value
     return current.theta, n_iter
+
+
+# --------------------------------------------------------------------------
+# Torch models
+# --------------------------------------------------------------------------
+
+#: Dense Hessians (n_params ** 2 floats, one product per parameter) up to this.
+_TORCH_MAX_PARAMS = 5000
+
+
+def _torch_model(model, X, y):
+    """The TorchModel of a TorchModel or skorch net, and y as its loss takes it."""
+    from sklearn.exceptions import NotFittedError
+
+    from ._torch_path import _targets
+    from .torch import TorchModel, is_skorch_net
+
+    if is_skorch_net(model):
+        if not (getattr(model, "initialized_", False) and len(model.history)):
+            raise NotFittedError(
+                "The skorch net is not fitted; loo_influence refits a trained "
+                "net without each row, so fit it on (X_train, y_train) first.")
+        model = TorchModel.from_skorch(model)  # float64 by default
+    try:
+        check_is_fitted(model)
+    except NotFittedError:  # a TorchModel's fit records classes_, trains nothing
+        model.fit(X, _targets(model, X, y))
+    import torch
+
+    if model._param()[0] != torch.float64:
+        # Rounding-level refits need float64: a float64 copy of the module
+        # (TorchModel.fit converts a copy; the user's module is left alone).
+        model = clone(model).set_params(dtype="float64").fit(
+            X, _targets(model, X, y))
+    return model, _targets(model, X, y)
+
+
+def _loo_torch(model, X_train, y_train, X_test, y_test, rows, *, sample_weight,
+               epsilon, verbose):
+    """loo_influence for a TorchModel or skorch net: (influence, info)."""
+    if sample_weight is not None:
+        raise ValueError("sample_weight is not supported for torch models.")
+    model, y_train = _torch_model(model, X_train, y_train)
+    from ._torch_path import _targets
+    from .models._torch import TorchAdapter
+
+    y_test = _targets(model, X_test, y_test)
+    adapter = TorchAdapter(model, X_train, y_train)
+    bad = (rows < 0) | (rows >= adapter.n_train)
+    if np.any(bad):
+        raise IndexError(
+            f"train_indices has {rows[bad][0]}, out of range for "
+            f"{adapter.n_train} training rows.")
+    if adapter.n_params > _TORCH_MAX_PARAMS:
+        raise ValueError(
+            f"loo_influence refits torch models by Newton's method on the dense "
+            f"Hessian; this model has {adapter.n_params} parameters (at most "
+            f"{_TORCH_MAX_PARAMS}). Restrict TorchModel.params to fewer.")
+    removed = 1.0 if epsilon is None else float(epsilon)
+    refits = _TorchLeaveOneOut(adapter, removed)
+    Xs, ys = model._to_tensor(X_test), model._target_tensor(y_test)
+    losses, info = refits.run(rows, Xs, ys, verbose=verbose)
+    return (losses[:, 1:] - losses[:, :1]) / removed, info
+
+
+class _TorchLeaveOneOut:
+    """Leave-one-out refits of a torch model on its objective, in float64.
+
+    ``J_w(θ) = Σ_i w_i l_i(θ) + ½ λ_n ||θ||²`` on the adapter's training
+    rows, θ the selected parameters, run through ``torch.func`` on the
+    adapter's private module under its lock: the user's module is never
+    touched. Each refit runs chord iterations with the exact Hessian of its
+    own objective at the baseline (the full Hessian less the row's), then,
+    if they contract slowly, Newton's method with the Hessian re-formed
+    (and shifted where it is indefinite); the Hessian at every result is
+    formed to tell a minimum from a saddle.
+    """
+
+    def __init__(self, adapter, removed):
+        import torch
+
+        self.torch = torch
+        self.a = adapter
+        self.removed = removed
+        self.P = adapter.n_params
+        self.n = adapter.n_train
+        self.dtype, self.device = adapter.dtype, adapter.device
+        self.lam = adapter.lambda_n
+
+    # ---- the objective ----------------------------------------------------
+    def _wsum(self, theta, x, t, w):
+        return (self.a.loss_fn(self.a._output(theta, x), t) * w).sum()
+
+    def _t(self, v):
+        return self.torch.as_tensor(v, dtype=self.dtype, device=self.device)
+
+    def weights(self, j=None):
+        w = self.torch.ones(self.n, dtype=self.dtype, device=self.device)
+        if j is not None:
+            w[j] = 1.0 - self.removed
+        return w
+
+    def value_grad(self, theta, w):
+        """``(J_w(θ), ∇J_w(θ))``: a float and an ndarray (P,)."""
+        from torch.func import grad_and_value
+
+        th = self._t(theta)
+        g = self.torch.zeros_like(th)
+        value = 0.0
+        with self.a._lock:
+            for b in self.a._batches(self.n):
+                gb, vb = grad_and_value(self._wsum)(th, self.a.X[b], self.a.y[b], w[b])
+                g += gb.detach()
+                value += float(vb)
+        g += self.lam * th
+        value += 0.5 * self.lam * float(th @ th)
+        return value, g.cpu().numpy().astype(np.float64)
+
+    def gradient(self, theta, w):
+        return self.value_grad(theta, w)[1]
+
+    def hessian(self, theta, w, rows=None, penalty=True):
+        """Dense Hessian (P, P) of ``Σ_{i in rows} w_i l_i`` (+ ½ λ_n ||θ||²)."""
+        torch = self.torch
+        th = self._t(theta)
+        eye = torch.eye(self.P, dtype=self.dtype, device=self.device)
+        H = torch.zeros((self.P, self.P), dtype=self.dtype, device=self.device)
+        index = (self.a._batches(self.n) if rows is None else [rows])
+        with self.a._lock:
+            for b in index:
+                H += self._hessian_rows(th, self.a.X[b], self.a.y[b], w[b], eye)
+        H = H.cpu().numpy().astype(np.float64)
+        H = (H + H.T) / 2
+        if penalty:
+            H[np.diag_indices_from(H)] += self.lam
+        return H
+
+    def _hessian_rows(self, th, x, t, w, eye):
+        """``Σ_rows w_i ∇²l_i(θ)``: forward-over-reverse products with I."""
+        from torch.func import grad, jvp, vmap
+
+        g = grad(functools.partial(self._wsum, x=x, t=t, w=w))
+
+        def hvp(v):
+            return jvp(g, (th,), (v,))[1]
+
+        # Products at once, bounded by rows x vectors.
+        chunk = max(1, min(self.P, 2**16 // max(1, x.shape[0])))
+        try:
+            return vmap(hvp, chunk_size=chunk)(eye).detach()
+        except RuntimeError:  # an op without a batching rule for jvp
+            return self.torch.stack([hvp(v) for v in eye]).detach()
+
+    def scale(self, theta, w):
+        """Rounding scale ``‖Σ_i |w_i| |∇l_i(θ)| + λ_n |θ|‖`` of the gradient."""
+        from torch.func import grad, vmap
+
+        th = self._t(theta)
+        acc = self.torch.zeros_like(th)
+        loss = self.a.loss_fn
+
+        def one(p, x, t):
+            return loss(self.a._output(p, x[None]), t[None])[0]
+
+        per_row = vmap(grad(one), in_dims=(None, 0, 0), chunk_size=64)
+        with self.a._lock:
+            for b in self.a._batches(self.n):
+                G = per_row(th, self.a.X[b], self.a.y[b]).detach()
+                acc += (w[b].abs()[:, None] * G.abs()).sum(dim=0)
+        acc += self.lam * th.abs()
+        return max(float(acc.norm()), np.finfo(np.float64).tiny)
+
+    def test_losses(self, theta, Xs, ys):
+        with self.a._lock, self.torch.no_grad():
+            th = self._t(theta)
+            out = [self.a.loss_fn(self.a._output(th, Xs[b]), ys[b])
+                   for b in self.a._batches(Xs.shape[0])]
+        if not out:
+            return np.empty(0)
+        return self.torch.cat(out).cpu().numpy().astype(np.float64)
+
+    # ---- one refit ----------------------------------------------------------
+    def _linalg(self, H):
+        # Dense algebra in torch, on torch's threads like everything else here.
+        return self.torch.from_numpy(np.ascontiguousarray(H, dtype=np.float64))
+
+    def chord(self, theta, w, H, scale):
+        """Chord iterations with the fixed Hessian H: (theta, n_iter, norm, slow)."""
+        torch = self.torch
+        L, status = torch.linalg.cholesky_ex(self._linalg(H))
+        if status.item():  # indefinite here: Newton, shifted
+            return theta, 0, np.inf, True
+
+        def step(Gk, act):
+            return torch.cholesky_solve(torch.from_numpy(Gk.T.copy()), L).numpy().T
+
+        Theta = theta[None].copy()
+        G = self.gradient(theta, w)[None]
+        n_iter, norm, slow = _chord_iterations(
+            lambda T, act: self.gradient(T[0], w)[None], step,
+            Theta, G, scale, _MAX_CHORD_ITER)
+        return Theta[0], int(n_iter[0]), float(norm[0]), bool(slow[0])
+
+    def newton(self, theta, w, scale, max_iter=_MAX_NEWTON_ITER):
+        """Newton's method, Hessian re-formed; shifted where indefinite.
+
+        Steps are accepted by Armijo's test on J, up to its rounding; stops
+        like the chord iterations. Returns ``(theta, n_iter, norm)``.
+        """
+        value, g = self.value_grad(theta, w)
+        norm = float(np.linalg.norm(g))
+        prev = np.inf
+        n_iter = 0
+        for n_iter in range(max_iter + 1):
+            if norm <= _RTOL * scale or (
+                    norm > _CONTRACTION * prev and norm <= _RTOL_CERTIFIED * scale):
+                break
+            if n_iter == max_iter:
+                break
+            prev = norm
+            H = self._linalg(self.hessian(theta, w))
+            L, status = self.torch.linalg.cholesky_ex(H)
+            if not status.item():
+                step = self.torch.cholesky_solve(self.torch.from_numpy(g[:, None]),
+                                                 L)[:, 0].numpy()
+            else:
+                # Not positive definite: the Levenberg-Marquardt shift that
+                # makes it so (to a relative 1e-8), a descent direction.
+                lam, V = (t.numpy() for t in self.torch.linalg.eigh(H))
+                shift = max(0.0, 1e-8 * abs(lam[-1]) - lam[0])
+                step = V @ ((V.T @ g) / (lam + shift))
+            slack = 1e-14 * (abs(value) + 1.0)  # J's rounding
+            rate = 1.0
+            while rate > 1e-10:
+                trial = theta - rate * step
+                t_value, t_g = self.value_grad(trial, w)
+                if np.isfinite(t_value) and (
+                        t_value <= value - 1e-4 * rate * (g @ step) + slack):
+                    break
+                rate *= 0.5
+            else:
+                break
+            theta, value, g = trial, t_value, t_g
+            norm = float(np.linalg.norm(g))
+        return theta, n_iter, norm
+
+    def refit(self, theta0, w, H0, scale):
+        """Minimise J_w from theta0, H0 its Hessian there; the record."""
+        theta, n_chord, norm, slow = self.chord(theta0, w, H0, scale)
+        method, n_newton = "chord", 0
+        if slow:
+            start = theta if np.all(np.isfinite(theta)) else theta0
+            theta, n_newton, norm = self.newton(start, w, scale)
+            method = "newton"
+        H = self.hessian(theta, w)
+        eig = self.torch.linalg.eigvalsh(self._linalg(H)).numpy()
+        return theta, H, {"method": method, "n_chord_iter": n_chord,
+                          "n_newton_iter": n_newton, "grad_norm": norm,
+                          "min_eigenvalue": float(eig[0]),
+                          "max_eigenvalue": float(eig[-1])}
+
+    # ---- everything ---------------------------------------------------------
+    def run(self, rows, Xs, ys, *, verbose=0):
+        """Test losses (n_test, 1 + len(rows)), baseline first; the record."""
+        w_full = self.weights()
+        theta_hat = np.asarray(self.a.theta, dtype=np.float64)
+        scale = self.scale(theta_hat, w_full)
+        theta_ref, H_ref, base = self.refit(
+            theta_hat, w_full, self.hessian(theta_hat, w_full), scale)
+        scale = self.scale(theta_ref, w_full)
+        losses = [self.test_losses(theta_ref, Xs, ys)]
+        records = []
+        tqdm = _tqdm() if verbose else None
+        it = rows if tqdm is None else tqdm(
+            rows, file=sys.stderr, unit="refit",
+            desc=f"Refitting without {len(rows)} training rows")
+        for j in it:
+            w = self.weights(j)
+            # The Hessian of J without row j at the baseline, exactly.
+            H_j = self.hessian(theta_ref, w_full, rows=slice(j, j + 1), penalty=False)
+            theta, _, rec = self.refit(theta_ref, w, H_ref - self.removed * H_j, scale)
+            losses.append(self.test_losses(theta, Xs, ys))
+            records.append(rec)
+        return np.stack(losses, axis=1), self._record(records, base, scale)
+
+    @staticmethod
+    def _record(records, base, scale):
+        def col(key, dtype):
+            return np.array([r[key] for r in records], dtype=dtype)
+
+        norm = col("grad_norm", float)
+        n_chord, n_newton = col("n_chord_iter", np.intp), col("n_newton_iter", np.intp)
+        low, high = col("min_eigenvalue", float), col("max_eigenvalue", float)
+        # Positive definite beyond rounding of the eigenvalues.
+        pd = low > 1e-13 * np.abs(high)
+        base_pd = base["min_eigenvalue"] > 1e-13 * abs(base["max_eigenvalue"])
+        all_norms = np.append(norm, base["grad_norm"])
+        max_rel = float(np.max(all_norms) / scale)
+        return {
+            "method": np.array([r["method"] for r in records] or [], dtype=str),
+            "n_iter": n_chord + n_newton,
+            "n_chord_iter": n_chord,
+            "n_newton_iter": n_newton,
+            "grad_norm": norm,
+            "rel_grad_norm": norm / scale,
+            "max_grad_norm": float(np.max(all_norms)),
+            "max_rel_grad_norm": max_rel,
+            "grad_scale": scale,
+            "min_eigenvalue": low,
+            "positive_definite": pd,
+            "baseline": {"method": base["method"],
+                         "n_iter": base["n_chord_iter"] + base["n_newton_iter"],
+                         "grad_norm": base["grad_norm"],
+                         "rel_grad_norm": base["grad_norm"] / scale,
+                         "min_eigenvalue": base["min_eigenvalue"],
+                         "positive_definite": bool(base_pd)},
+            "certified": bool(max_rel <= _RTOL_CERTIFIED and np.all(pd) and base_pd),
+            "rtol": _RTOL,
+            "rtol_certified": _RTOL_CERTIFIED,
+        }
+
+
+def _warn_saddles(info, rows):
+    bad = np.flatnonzero(~info["positive_definite"])
+    base_bad = not info["baseline"]["positive_definite"]
+    if not bad.size and not base_bad:
+        return
+    names = [f"row {rows[i]}" for i in bad[:5]] + (["the baseline"] if base_bad else [])
+    more = f" and {bad.size - 5} more" if bad.size > 5 else ""
+    warnings.warn(
+        f"{bad.size + base_bad} leave-one-out refits ended where the Hessian of "
+        f"their objective is not positive definite (without {', '.join(names)}"
+        f"{more}): a saddle point or a flat direction, not a strict minimum. "
+        "Their test-loss changes compare stationary points that need not be "
+        "what training reaches; check info['min_eigenvalue'], and the fit of "
+        "the model at its parameters.",
+        ConvergenceWarning,
+        stacklevel=3,
+    )

@@ -83,6 +83,7 @@ SOLVER_PARAMS = {
         "preconditioner": [StrOptions({"auto", "jacobi", "nystrom", "ekfac"}),
                            HasMethods(["solve"]), None],
         "rank": [_POSITIVE_INT, None],
+        "block": [StrOptions({"auto"}), "boolean"],
     },
     "lissa": {
         "scale": [Interval(Real, 0, None, closed="neither"), None],

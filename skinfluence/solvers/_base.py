@@ -81,6 +81,14 @@ class Solver:
         rel = np.linalg.norm(R, axis=0) / np.where(b > 0, b, 1.0)
         return np.where(np.isfinite(rel), rel, np.inf), R
 
+    def _non_finite(self):
+        return ValueError(
+            f"{self.info_['method']} returned non-finite values (NaN or "
+            "infinity); the damped Hessian or the right-hand sides are not "
+            "finite, or the solver diverged. Check the model's parameters, "
+            "set damping > 0 or use method='direct'."
+        )
+
     def _certify(self, rel, advice, **record):
         """Record the last solve and warn if it is not within ``tol``.
 
@@ -90,12 +98,7 @@ class Solver:
         totals: ``solver_info_`` stays bounded however often it is called.
         """
         if not np.all(np.isfinite(rel)):
-            raise ValueError(
-                f"{self.info_['method']} returned non-finite values (NaN or "
-                "infinity); the damped Hessian or the right-hand sides are not "
-                "finite, or the solver diverged. Check the model's parameters, "
-                "set damping > 0 or use method='direct'."
-            )
+            raise self._non_finite()
         worst = float(rel.max()) if rel.size else 0.0
         info = self.info_
         info["n_solves"] = info.get("n_solves", 0) + rel.size

@@ -121,15 +121,17 @@ def test_cg_records_the_true_residual_of_its_answer():
     assert solver.info_["residual"] <= 1e-10
 
 
-def test_cg_restarts_from_the_true_residual():
+@pytest.mark.parametrize("block", [False, True])
+def test_cg_restarts_from_the_true_residual(block):
     # A recursion stopped by tol on its own residual is restarted when the
     # true one is above: replace the recursion's residual by a wrong one.
     rng = np.random.default_rng(1)
     A = rng.standard_normal((30, 30))
     H = A @ A.T + np.eye(30)
     B = rng.standard_normal((30, 2))
-    solver = CGSolver(tol=1e-10).fit(HessianOperator.from_dense(H))
-    iterate = solver._iterate
+    solver = CGSolver(tol=1e-10, block=block).fit(HessianOperator.from_dense(H))
+    name = "_iterate_block" if block else "_iterate"
+    iterate = getattr(solver, name)
     calls = []
 
     def sloppy(B, b_norm, max_iter):
@@ -137,7 +139,7 @@ def test_cg_restarts_from_the_true_residual():
         X, it = iterate(B, b_norm, max_iter)
         return (X * (1 + 1e-3) if len(calls) == 1 else X), it
 
-    solver._iterate = sloppy
+    setattr(solver, name, sloppy)
     X = solver.solve(B)
     assert solver.info_["restarts"] == 1 and len(calls) == 2
     np.testing.assert_allclose(X, np.linalg.solve(H, B), rtol=1e-8)
@@ -199,7 +201,7 @@ from hypothesis import strategies as st  # noqa: E402
 _log_tol = st.floats(-12, -1)
 SETTINGS = st.one_of(
     st.tuples(st.just("cg"), _log_tol, st.fixed_dictionaries(
-        {"max_iter": st.integers(1, 40)})),
+        {"max_iter": st.integers(1, 40), "block": st.booleans()})),
     st.tuples(st.just("lissa"), _log_tol, st.fixed_dictionaries(
         {"depth": st.integers(1, 400), "repeats": st.integers(1, 3)})),
     st.tuples(st.just("arnoldi"), _log_tol, st.fixed_dictionaries(
