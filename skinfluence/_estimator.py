@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _newton
 from ._perturbation import perturbation_influence
-from ._scoring import NewtonLossChange, score_train_rows
+from ._scoring import FactoredRows, NewtonLossChange, score_train_rows
 from ._stationarity import STATIONARITY_RATIO, stationarity_ratio
 from ._torch_path import (
     fit_torch,
@@ -611,7 +611,7 @@ class InfluenceEstimator(
             L = self._left(Z, a.user_grad(y_enc, raw))
             finish = None
         return score_train_rows(
-            L, self._Z, self._W, finish=finish, top_k=top_k,
+            L, FactoredRows(self._Z, self._W), finish=finish, top_k=top_k,
             n_jobs=self.n_jobs, verbose=self.verbose, n_out=Z.shape[0],
             extra=self._extra(L),
         )
@@ -733,7 +733,7 @@ class InfluenceEstimator(
         Z, _, raw = self._prepare(X)
         L = self._left(Z, self._output_grad(raw))
         return score_train_rows(
-            L, self._Z, self._W, sign=-1, n_jobs=self.n_jobs,
+            L, FactoredRows(self._Z, self._W), sign=-1, n_jobs=self.n_jobs,
             verbose=self.verbose, extra=self._extra(L),
         )
 

@@ -1,9 +1,11 @@
 """Chunked, parallel scoring over training rows, with streaming top-k.
 
-Every score is ``finish(right_contract(L, Z_train[rows], W[rows]))``: L holds
-rows of ``H^-1`` applied to test gradients (or test features), W per-row
-weights of the training gradients; ``finish`` turns raw-prediction shifts
-into loss changes for the Newton estimate.  Work is split over training rows
+One module for every model family. Every score is ``finish(train.contract(L,
+rows))``: L holds rows of ``H^-1`` applied to test gradients (or outputs'
+gradients), ``train`` the training rows' gradients, factored for GLMs
+(``W[j] (x) Z[j]``, :class:`FactoredRows`) or dense by chunks for torch
+models (:class:`DenseRows`); ``finish`` turns raw-prediction shifts into
+loss changes for the Newton estimate.  Work is split over training rows
 in chunks sized by scikit-learn's ``working_memory`` and dispatched with
 joblib (threads by default), so ``joblib.parallel_config(backend="dask")``
 spreads it on a cluster.
@@ -37,8 +39,44 @@ class NewtonLossChange:
         return self.loss.loss_change(self.y_test, self.raw_test, shift)
 
 
-def _block(L, Z, W, finish, sign, extra=None):
-    out = right_contract(L, Z, W)
+class FactoredRows:
+    """Training rows of a GLM: row j's gradient is ``W[j] (x) Z[j]``.
+
+    Held factored, (n, K) weights and the (n, p) features, never as the
+    (n, K p) gradients; a chunk's scores are one product per output
+    (:func:`~skinfluence.models._glm.right_contract`).
+    """
+
+    def __init__(self, Z, W):
+        self.Z, self.W = Z, W
+        self.n = Z.shape[0]
+
+    def row_bytes(self, n_params):
+        return 8 * n_params  # dense, several outputs: its row w_j (x) z_j
+
+    def contract(self, L, rows):
+        return right_contract(L, self.Z[rows], self.W[rows])
+
+
+class DenseRows:
+    """Training rows known by their gradients, (n_rows, n_params) per chunk.
+
+    ``grads(rows)`` returns the gradients of the rows in slice ``rows``
+    (torch models: per-row autograd, or slices of a cached matrix).
+    """
+
+    def __init__(self, n, grads):
+        self.n, self.grads = n, grads
+
+    def row_bytes(self, n_params):
+        return 8 * n_params  # the chunk's gradients
+
+    def contract(self, L, rows):
+        return L @ self.grads(rows).T
+
+
+def _block(L, train, rows, finish, sign, extra=None):
+    out = train.contract(L, rows)
     if extra is not None:  # low-rank term: (E_left, E_right rows of the chunk)
         out += extra[0] @ extra[1].T
     if finish is not None:
@@ -46,8 +84,8 @@ def _block(L, Z, W, finish, sign, extra=None):
     return out if sign == 1 else -out
 
 
-def _top_block(L, Z, W, finish, sign, extra, start, k):
-    return _top_k(_block(L, Z, W, finish, sign, extra), k, offset=start)
+def _top_block(L, train, rows, finish, sign, extra, k):
+    return _top_k(_block(L, train, rows, finish, sign, extra), k, offset=rows.start)
 
 
 def _top_k(values, k, offset=0, indices=None):
@@ -76,10 +114,12 @@ def _tqdm():
     return tqdm
 
 
-def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
+def score_train_rows(L, train, *, finish=None, sign=1, top_k=None, n_jobs=None,
                      verbose=0, n_out=None, extra=None):
     """Scores of every test row against every training row, chunked.
 
+    ``L`` (rows of ``H^-1`` applied to test gradients) against ``train``, a
+    :class:`FactoredRows` (GLMs) or :class:`DenseRows` (torch models).
     ``extra = (E_left, E_right)`` adds the low-rank term ``E_left @ E_right.T``
     (shapes (L rows, R) and (n_train, R)) before ``finish``.
 
@@ -87,12 +127,12 @@ def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
     (n_out, |top_k|) sorted from the most helpful (top_k > 0) or the most
     harmful (top_k < 0), without holding the full matrix.
     """
-    n_train = Z.shape[0]
+    n_train = train.n
     n_out = L.shape[0] if n_out is None else n_out
     # Per training row a chunk holds L's product and the running sum over
     # outputs (2 L rows), its finished scores and their temporaries, and
-    # (dense, several outputs) its row w_j (x) z_j.
-    row_bytes = 8 * (2 * L.shape[0] + 2 * n_out + L.shape[1])
+    # the row's own gradient (or w_j (x) z_j).
+    row_bytes = 8 * (2 * L.shape[0] + 2 * n_out) + train.row_bytes(L.shape[1])
     # The whole call stays within working_memory: each of the jobs that may
     # hold a chunk at once gets its share (at most n_jobs are dispatched).
     n_workers = max(1, effective_n_jobs(n_jobs))
@@ -122,13 +162,13 @@ def score_train_rows(L, Z, W, *, finish=None, sign=1, top_k=None, n_jobs=None,
 
     if top_k is None:
         blocks = list(run(
-            delayed(_block)(L, Z[b], W[b], finish, sign, part(b)) for b in batches
+            delayed(_block)(L, train, b, finish, sign, part(b)) for b in batches
         ))
         return blocks[0] if len(blocks) == 1 else np.hstack(blocks)
     idx = np.empty((n_out, 0), dtype=np.intp)
     vals = np.empty((n_out, 0))
     for b_idx, b_vals in run(
-        delayed(_top_block)(L, Z[b], W[b], finish, sign, part(b), b.start, top_k)
+        delayed(_top_block)(L, train, b, finish, sign, part(b), top_k)
         for b in batches
     ):
         idx = np.hstack([idx, b_idx])

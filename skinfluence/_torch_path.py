@@ -18,9 +18,12 @@ torch is imported only when a torch model is fitted.
 import numpy as np
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._scoring import _sort_top, _top_k
+from ._scoring import DenseRows, score_train_rows
 from .solvers import make_solver, resolve_method
 from .utils._validation import check_targets, encode_labels
+
+#: Training gradients held whole, computed once per fit, up to this size.
+TRAIN_GRAD_BYTES = 2**28
 
 
 def is_torch_model(estimator):
@@ -144,22 +147,26 @@ def _check_top_k(top_k, n_train):
     return int(top_k)
 
 
+def _train_rows(adapter):
+    """The training rows' gradients for the shared scoring module.
+
+    All of them, computed once and cached by the adapter where they fit its
+    budget; otherwise each chunk of rows the scoring module asks for.
+    """
+    if 8 * adapter.n_train * adapter.n_params <= TRAIN_GRAD_BYTES:
+        _, G = next(adapter.train_grad_chunks(max_bytes=TRAIN_GRAD_BYTES))
+        return DenseRows(adapter.n_train, G.__getitem__)
+
+    def grads(rows):
+        return adapter._grad_rows(adapter._loss_one, adapter.X[rows], adapter.y[rows])
+
+    return DenseRows(adapter.n_train, grads)
+
+
 def _contract(est, L, sign=1, top_k=None):
     """``sign * L @ G_train.T`` over chunks of training rows, or its top-k."""
-    adapter = est._adapter
-    n_out = L.shape[0]
-    if top_k is None:
-        out = np.empty((n_out, adapter.n_train))
-        for rows, G in adapter.train_grad_chunks():
-            out[:, rows] = sign * (L @ G.T)
-        return out
-    idx = np.empty((n_out, 0), dtype=np.intp)
-    vals = np.empty((n_out, 0))
-    for rows, G in adapter.train_grad_chunks():
-        b_idx, b_vals = _top_k(sign * (L @ G.T), top_k, offset=rows.start)
-        idx, vals = _top_k(np.hstack([vals, b_vals]), top_k,
-                           indices=np.hstack([idx, b_idx]))
-    return _sort_top(idx, vals, top_k)
+    return score_train_rows(L, _train_rows(est._adapter), sign=sign, top_k=top_k,
+                            n_jobs=est.n_jobs, verbose=est.verbose)
 
 
 def score_torch(est, X, y, top_k=None, kind="loss"):
