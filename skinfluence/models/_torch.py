@@ -25,6 +25,14 @@ from ..solvers import HessianOperator
 
 #: Rows per batch of Hessian products and per-row gradients (memory bound).
 BATCH_SIZE = 1024
+#: Most bytes of the batches' linearisations an adapter keeps for its Hessian
+#: products (see ``TorchAdapter._linearisation``); a batch whose linearisation
+#: does not fit in what is left is rebuilt at every product instead.
+LINEARISATION_MAX_BYTES = 2**29
+#: Most bytes of per-row gradients computed by one vectorised pass.
+GRAD_PASS_BYTES = 2**26
+#: Right-hand sides per Hessian product pass (intermediates grow with them).
+PRODUCT_COLUMNS = 32
 
 
 def _locked(method):
@@ -97,17 +105,24 @@ class TorchAdapter:
         self.lambda_n = float(self.n_train * model.weight_decay)
         self.curvature = getattr(model, "curvature", "hessian")
         self._train_grads = None
+        self._linearisations = {}  # (start, stop) of a batch -> _Linearisation
+        self._recompute = False  # True once linearising failed (see hvp)
 
-    # Pickling drops the lock (not picklable) and the cache of training
-    # gradients (up to 256 MiB, recomputed on demand).
+    # Pickling drops the lock (not picklable), the cache of training
+    # gradients (up to 256 MiB) and the linearisations (up to
+    # LINEARISATION_MAX_BYTES, autograd graphs that do not pickle): all are
+    # recomputed on demand.
     def __getstate__(self):
         state = self.__dict__.copy()
         del state["_lock"]
         state["_train_grads"] = None
+        state["_linearisations"] = {}
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._linearisations = {}
+        self.__dict__.setdefault("_recompute", False)
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ params
@@ -154,12 +169,25 @@ class TorchAdapter:
 
     @_locked
     def _grad_rows(self, f, Xt, yt):
-        per_row = vmap(grad(f), in_dims=(None, 0, 0), chunk_size=64)
-        out = [per_row(self.theta_t, Xt[b], yt[b]).detach()
-               for b in self._batches(Xt.shape[0])]
-        if not out:
-            return np.empty((0, self.n_params))
-        return torch.cat(out).cpu().numpy().astype(np.float64)
+        """Per-row gradients of ``f``, (n, n_params) float64, filled in place.
+
+        Each vectorised pass computes at most ``GRAD_PASS_BYTES`` of them
+        (and at most ``batch_size`` rows), copied straight into the output,
+        which a float64 CPU module shares with torch (no concatenation, no
+        conversion).
+        """
+        n = Xt.shape[0]
+        G = np.empty((n, self.n_params))
+        if n == 0:
+            return G
+        Gt = torch.from_numpy(G)
+        per_row = vmap(grad(f), in_dims=(None, 0, 0))
+        item = self.theta_t.element_size()
+        step = max(1, min(self.batch_size, GRAD_PASS_BYTES // (item * self.n_params)))
+        for start in range(0, n, step):
+            b = slice(start, min(start + step, n))
+            Gt[b].copy_(per_row(self.theta_t, Xt[b], yt[b]).detach())
+        return G
 
     def user_grad_rows(self, X, y):
         """Per-row gradients of the loss, (n_rows, n_params), in chunks."""
@@ -226,7 +254,11 @@ class TorchAdapter:
 
     # ------------------------------------------------------------ Hessian
     def _hvp_batch(self, V, rows):
-        """``sum_{j in rows} H_j V`` for V (k, n_params), forward-over-reverse."""
+        """``sum_{j in rows} H_j V`` for V (k, n_params), forward-over-reverse.
+
+        Recomputed from scratch at each call: the fallback of
+        ``_linearisation`` (see hvp).
+        """
         x, t = self.X[rows], self.y[rows]
         g = grad(self._loss_sum)
 
@@ -256,6 +288,8 @@ class TorchAdapter:
         The Gauss-Newton part of the Hessian: the network linearised at
         theta-hat (``J_j`` the Jacobian of row j's output), the loss kept
         exactly. Forward mode gives ``J_j v``, reverse mode ``J_j' u``.
+        Recomputed from scratch at each call: the fallback of
+        ``_linearisation`` (see hvp).
         """
         x, t = self.X[rows], self.y[rows]
 
@@ -269,22 +303,83 @@ class TorchAdapter:
         MJv = torch.einsum("bij,cbj->cbi", M, Jv.reshape(k, b, -1))
         return vmap(lambda u: pull(u)[0])(MJv.reshape(Jv.shape))
 
+    def _linearise(self, rows):
+        """The curvature of rows ``rows`` at theta-hat, as a _Linearisation."""
+        x, t = self.X[rows], self.y[rows]
+        th = self.theta_t.detach().requires_grad_(True)
+        saved = _SavedBytes(th, self.X)
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(
+                saved.pack, _unpack):
+            if self.curvature == "ggn":
+                out = self._output(th, x)
+                u0 = torch.zeros_like(out, requires_grad=True)
+                jtu = _grad(out, th, u0, create_graph=True)
+            else:
+                g = _grad(self._loss_sum(th, x, t), th, None, create_graph=True)
+        if self.curvature != "ggn":
+            return _Linearisation(th, saved.nbytes, g=g)
+        M = self.output_hessians(out, t)
+        return _Linearisation(th, saved.nbytes + M.nbytes + out.nbytes, out=out,
+                              u0=u0, jtu=jtu, M=M)
+
+    def _linearisation(self, rows, cache=True):
+        """Batch ``rows``'s _Linearisation: built on first use, then kept.
+
+        Kept (with ``cache``) while all those kept fit in
+        ``LINEARISATION_MAX_BYTES``; one that does not is used once and
+        dropped, so that products beyond the budget cost what they did
+        without the cache. Callers hold ``self._lock``.
+        """
+        key = (rows.start, rows.stop) if cache else None
+        lin = self._linearisations.get(key) if cache else None
+        if lin is None:
+            lin = self._linearise(rows)
+            used = sum(kept.nbytes for kept in self._linearisations.values())
+            if cache and used + lin.nbytes <= LINEARISATION_MAX_BYTES:
+                self._linearisations[key] = lin
+        return lin
+
+    def _accumulate(self, out, Vt, rows, cache):
+        """``out += sum_{j in rows} H_j Vt`` for Vt (k, n_params), by passes of
+        ``PRODUCT_COLUMNS`` columns on one linearisation of the rows."""
+        passes = [slice(c, c + PRODUCT_COLUMNS)
+                  for c in range(0, Vt.shape[0], PRODUCT_COLUMNS)]
+        if not self._recompute:
+            try:
+                lin = self._linearisation(rows, cache)
+                parts = [lin.product(Vt[c].contiguous()) for c in passes]
+            except (RuntimeError, NotImplementedError):
+                # An operation without a double backward (or a batching rule
+                # for it): forward mode, recomputed at every product, instead.
+                self._recompute = True
+                self._linearisations.clear()
+            else:
+                for c, part in zip(passes, parts):
+                    out[c] += part
+                return
+        fallback = self._ggn_batch if self.curvature == "ggn" else self._hvp_batch
+        for c in passes:
+            out[c] += fallback(Vt[c].contiguous(), rows).detach()
+
     @_locked
     def hvp(self, V, rows=None, scale=1.0):
         """``(scale * sum_j H_j + lambda_n I) V`` for V of shape (n_params, k).
 
         ``H_j`` is row j's Hessian, or its Gauss-Newton part when the model's
-        ``curvature`` is "ggn".
+        ``curvature`` is "ggn". Over all rows (``rows`` None), each batch's
+        curvature is linearised once, at its first product, and kept while
+        ``LINEARISATION_MAX_BYTES`` allows (see ``_Linearisation``); the
+        mini-batches of ``rows`` (LiSSA's samples) are linearised for the
+        one product. Computed in the module's dtype, returned in float64.
         """
-        product = self._ggn_batch if self.curvature == "ggn" else self._hvp_batch
-        Vt = self._tensor(V).T.contiguous()
-        out = torch.zeros_like(Vt)
-        batches = self._batches(self.n_train) if rows is None else [rows]
-        for b in batches:
-            for c in range(0, Vt.shape[0], 32):
-                out[c:c + 32] += product(Vt[c:c + 32], b).detach()
-        out = scale * out + self.lambda_n * Vt
-        return out.T.cpu().numpy().astype(np.float64)
+        Vt = self._tensor(V).T  # (k, n_params), a view of a float64 CPU V
+        out = torch.zeros(Vt.shape, dtype=self.dtype, device=self.device)
+        batches = ([(b, True) for b in self._batches(self.n_train)]
+                   if rows is None else [(rows, False)])
+        for b, cache in batches:
+            self._accumulate(out, Vt, b, cache)
+        out.mul_(scale).add_(Vt, alpha=self.lambda_n)
+        return np.asarray(out.T.cpu().numpy(), dtype=np.float64)
 
     def hessian(self):
         """Dense Hessian (or Gauss-Newton matrix) of J (small n_params only)."""
@@ -305,3 +400,82 @@ class TorchAdapter:
 
     def null_space(self):
         return None
+
+
+def _unpack(t):
+    return t
+
+
+def _storage(t):
+    try:
+        return t.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError):  # no storage (sparse, ...)
+        return None
+
+
+class _SavedBytes:
+    """Bytes autograd saves for backward, as a ``saved_tensors_hooks`` pack.
+
+    Each storage is counted once, and those of ``held`` (theta-hat, the
+    training data: held by the adapter anyway) not at all.
+    """
+
+    def __init__(self, *held):
+        self.nbytes = 0
+        self.seen = {_storage(t) for t in held}
+
+    def pack(self, t):
+        key = _storage(t)
+        if key is None:
+            self.nbytes += t.numel() * t.element_size()
+        elif key not in self.seen:
+            self.seen.add(key)
+            self.nbytes += t.untyped_storage().nbytes()
+        return t
+
+
+def _grad(output, inputs, grad_output, *, create_graph=False, batched=False):
+    """``d <output, grad_output> / d inputs`` (zeros where it does not depend)."""
+    if not output.requires_grad:  # output constant in inputs
+        shape = (grad_output.shape[0], *inputs.shape) if batched else inputs.shape
+        return torch.zeros(shape, dtype=inputs.dtype, device=inputs.device)
+    return torch.autograd.grad(output, inputs, grad_output, retain_graph=True,
+                               create_graph=create_graph, allow_unused=True,
+                               materialize_grads=True,
+                               is_grads_batched=batched)[0]
+
+
+class _Linearisation:
+    """One batch's curvature products at theta-hat, from graphs built once.
+
+    Hessian: ``g = grad_theta sum_j l_j`` recorded with ``create_graph``, so
+    that ``H v`` is a backward pass through it (reverse over reverse), with
+    no new forward or gradient pass.
+
+    Gauss-Newton: the outputs ``out = f(theta)`` and ``jtu = J' u0`` (the
+    backward pass of ``out`` at a dummy ``u0``, recorded with
+    ``create_graph``). ``jtu`` is linear in ``u0``, so ``J v`` is the
+    backward pass of ``jtu`` toward ``u0`` (the "double backward" trick: no
+    forward-mode pass), ``J' w`` the backward pass of ``out``, and the
+    output Hessians ``M`` are computed once.
+
+    Each product then costs two (Gauss-Newton) or one (Hessian) backward
+    passes, batched over the right-hand sides. ``nbytes`` is what it keeps
+    alive: the tensors autograd saved for these backward passes (counted by
+    ``_SavedBytes``; about three copies of the batch's activations for the
+    Gauss-Newton matrix), plus ``M`` and ``out``.
+    """
+
+    def __init__(self, theta, nbytes, out=None, u0=None, jtu=None, M=None, g=None):
+        self.theta, self.nbytes = theta, int(nbytes)
+        self.out, self.u0, self.jtu, self.M, self.g = out, u0, jtu, M, g
+
+    def product(self, V):
+        """``sum_j H_j V`` (or ``J_j' M_j J_j V``) for V (k, n_params)."""
+        with torch.enable_grad():
+            if self.M is None:
+                return _grad(self.g, self.theta, V, batched=True)
+            Jv = _grad(self.jtu, self.u0, V, batched=True)  # (k, b, ...)
+            k, b = Jv.shape[0], Jv.shape[1]
+            MJv = torch.einsum("bij,cbj->cbi", self.M, Jv.reshape(k, b, -1))
+            return _grad(self.out, self.theta, MJv.reshape(Jv.shape), batched=True)

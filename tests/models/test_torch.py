@@ -390,3 +390,33 @@ def test_predictions_match_module():
     reg = TorchModel(torch.nn.Linear(5, 1).double(), loss="mse").fit(X, X[:, 0])
     assert not hasattr(reg, "classes_")
     assert reg.predict(X).shape == (12,)
+
+
+# ------------------------------------------------- (e) per-row gradients
+def test_train_grad_chunks_match_per_row_gradients(monkeypatch):
+    """Filled in place by passes of at most GRAD_PASS_BYTES, in any chunking."""
+    from skinfluence.models import _torch
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(37, 5)), rng.integers(0, 3, 37)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(),
+                              torch.nn.Linear(4, 3)).double()
+    model = TorchModel(net, weight_decay=0.1).fit(X, y)
+    ad = _torch.TorchAdapter(model, X, y)
+    expected = np.stack([torch.func.grad(ad._loss_one)(ad.theta_t, x, t).numpy()
+                         for x, t in zip(ad.X, ad.y)])
+    (rows, G), = ad.train_grad_chunks()  # cached: one chunk
+    assert rows == slice(0, 37) and G.dtype == np.float64 and not G.flags.writeable
+    np.testing.assert_allclose(G, expected, rtol=1e-12, atol=1e-15)
+    # Passes of 3 rows (and chunks of 5 rows, recomputed): the same rows.
+    monkeypatch.setattr(_torch, "GRAD_PASS_BYTES", 3 * 8 * ad.n_params)
+    fresh = _torch.TorchAdapter(model, X, y)
+    chunks = list(fresh.train_grad_chunks(max_bytes=5 * 8 * ad.n_params))
+    assert [r.stop - r.start for r, _ in chunks] == [5] * 7 + [2]
+    np.testing.assert_allclose(np.vstack([c for _, c in chunks]), expected,
+                               rtol=1e-12, atol=1e-15)
+    assert fresh._train_grads is None
+    np.testing.assert_allclose(fresh.user_grad_rows(X[:4], y[:4]), expected[:4],
+                               rtol=1e-12, atol=1e-15)
+    assert fresh.user_grad_rows(X[:0], y[:0]).shape == (0, ad.n_params)
