@@ -1,46 +1,26 @@
 """InfluenceEstimator: influence functions for a fitted scikit-learn model."""
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
     MetaEstimatorMixin,
     TransformerMixin,
-    clone,
-    is_classifier,
 )
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _newton
-from ._perturbation import perturbation_influence
-from ._scoring import FactoredRows, NewtonLossChange, score_train_rows
-from ._stationarity import STATIONARITY_RATIO, stationarity_ratio
-from ._torch_path import (
-    fit_torch,
-    influence_on_params_torch,
-    is_torch_model,
-    score_torch,
-    self_influence_torch,
-    transform_torch,
-)
-from .models import check_supported, get_adapter, split_pipeline
-from .models._glm import kron_rows
-from .solvers import choose, make_solver
+from ._engine import engine_for
+from ._scoring import score_train_rows
 from .utils._compat import (
     HasMethods,
     Interval,
     StrOptions,
-    _check_sample_weight,
     _fit_context,
 )
-from .utils._validation import check_features, check_targets, fingerprint
 
 
 def _check_y_given(y, method):
@@ -277,200 +257,13 @@ class InfluenceEstimator(
             raise ValueError(
                 "InfluenceEstimator requires y to be passed, but the target y is None."
             )
-        y = np.asarray(y)
-        est = self.estimator
-        if type(est).__name__ == "FrozenEstimator":
-            est = est.estimator
-        # torch models (TorchModel, skorch nets) take the autograd path, with
-        # y as the module's loss takes it (a column for skorch regressors).
-        self._torch = is_torch_model(est)
-        if self._torch:
-            if sample_weight is not None:
-                raise ValueError("sample_weight is not supported for torch models.")
-            return fit_torch(self, est, X, y)
-        y = check_targets(y, classifier=is_classifier(est))
-        try:
-            check_is_fitted(est)
-            fitted = True
-        except NotFittedError:
-            fitted = False
-        X_checked = self._validate_X(X, reset=True)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X_checked)
-        check_supported(split_pipeline(est)[1])
-        if fitted:
-            self.estimator_ = est
-        else:
-            self.estimator_ = clone(est)
-            fit_params = {}
-            if sample_weight is not None:
-                key = "sample_weight"
-                if isinstance(self.estimator_, Pipeline):
-                    key = f"{self.estimator_.steps[-1][0]}__sample_weight"
-                fit_params[key] = sample_weight
-            self.estimator_.fit(X, y, **fit_params)
-
-        self._feature_map, model = split_pipeline(self.estimator_)
-        if hasattr(self.estimator_, "feature_names_in_"):
-            self.feature_names_in_ = self.estimator_.feature_names_in_
-        if isinstance(self.estimator_, Pipeline) and hasattr(
-            self.estimator_, "n_features_in_"
-        ):
-            self.n_features_in_ = self.estimator_.n_features_in_
-
-        Xt = self._model_features(X_checked)
-        # After one transform: the state that later transforms see.
-        self._feature_fingerprint = self._fingerprint_features()
-        if self._feature_map is not None and self._feature_fingerprint is None:
-            warnings.warn(
-                "The Pipeline's feature steps cannot be pickled, so a step "
-                "refitted after InfluenceEstimator.fit will go undetected.",
-                UserWarning, stacklevel=3,
-            )
-        n_train = Xt.shape[0]
-        if y.shape[0] != n_train:
-            raise ValueError(
-                f"X has {n_train} rows but y has {y.shape[0]}; they must match."
-            )
-        self._adapter = get_adapter(
-            model, y=y, sample_weight=sample_weight, n_train=n_train, t=self.t
-        )
-        adapter = self._adapter
-        if adapter.classes is not None:
-            self.classes_ = adapter.classes
-        Z = adapter.features(Xt)
-        y_enc = adapter.encode_y(y)
-        if adapter.classes is None and not np.all(np.isfinite(y_enc)):
-            raise ValueError("Input y contains NaN or infinity.")
-        s = adapter.row_scale(y_enc, sample_weight)
-        raw = adapter.raw_prediction(Z)
-        grad, hess = adapter.pointwise_grad_hess(y_enc, raw)
-
-        self.n_train_ = n_train
-        self.n_params_ = adapter.n_params
-        self.theta_ = adapter.theta
-
-        if self.method == "ekfac":
-            raise ValueError(
-                "method='ekfac' applies to torch models (Kronecker-factored "
-                "layers); for this linear model use 'direct' or 'auto'."
-            )
-        n_threads = effective_n_jobs(self.n_jobs)
-        null_space = adapter.null_space()
-        params = self.solver_params or {}
-        if "form" in params and self.method != "direct":
-            raise ValueError(
-                "solver_params['form'] ('primal' or 'dual') applies to "
-                f"method='direct'; got method={self.method!r}."
-            )
-        self.method_, form, choice = choose(
-            self.method, adapter.n_params, adapter.gram_structure(Z, s, hess),
-            damping=self.damping, null_space=null_space,
-            newton=self.estimate == "newton", form=params.get("form"),
-        )
-        solver = make_solver(
-            self.method_, damping=self.damping, tol=self.tol,
-            random_state=self.random_state, solver_params=self.solver_params,
-            n_threads=n_threads, form=form,
-        )
-        # The primal direct solver sees the dense Hessian; the others its
-        # products (and the dual one its Gram structure).
-        H = (adapter.hessian(Z, s, hess) if form == "primal"
-             else adapter.hessian_operator(Z, s, hess, n_threads=n_threads))
-        solver.fit(H, null_space=null_space)
-        del H  # the primal solver keeps its factor, not the Hessian
-        self._solver = solver
-        # The solver's own record: each later solve updates it.
-        self.solver_info_ = solver.info_
-        self.solver_info_["choice"] = choice
-        self._check_stationarity(Z, y_enc, s, grad, model)
-
-        self._Z, self._y, self._s = Z, y_enc, s
-        self._raw = raw
-        self._w_train = (np.ones(n_train) if sample_weight is None
-                         else sample_weight)
-        self._class_grad = self._class_shift = None
-        if adapter.balanced is not None:
-            # Leaving a row out re-balances the class weights of all others.
-            G = adapter.class_gradients(Z, y_enc, s, grad)
-            self._class_grad = G
-            self._class_shift = solver.solve(G)
-        self._W, self._E, self._A = self._row_terms(
-            Z, y_enc, s, grad, hess, self._w_train
-        )
+        given = self.estimator
+        if type(given).__name__ == "FrozenEstimator":
+            given = given.estimator
+        # The model's family does the work; every method below is shared.
+        self._engine = engine_for(given)
+        self._engine.fit(self, given, X, np.asarray(y), sample_weight)
         return self
-
-    def _row_terms(self, Z, y_enc, s, grad, hess, w):
-        """What the chosen estimate needs of rows treated as training rows.
-
-        Returns ``W`` (n, K): the row's parameter shift is
-        ``H^-1 sum_k W[j, k] e_k (x) z_j``; ``E`` (n, n_classes) or None: the
-        coefficients of the class-reweighting directions ``H^-1 G``; and the
-        diagonal blocks ``A_jj`` (n, K, K), computed for "newton" only.
-        """
-        a = self._adapter
-        bal = a.balanced
-        A = None
-        if self.estimate == "newton":
-            A = _newton.diag_blocks(self._solver, Z, a.n_outputs)
-        if bal is None:
-            if A is None:
-                return s[:, None] * grad, None, None
-            return _newton.newton_weights(A, s, grad, hess), None, A
-        if A is None:
-            return s[:, None] * grad, -bal.derivative(y_enc, w), None
-        delta, own = bal.removal(y_enc, w)
-        s_own = own * s
-        # H_{-j} keeps the row's own rank-K term; the others' reweighting
-        # enters through the gradient (its effect on H is neglected).
-        r = self._class_raw_shift(Z)
-        rhs = s_own[:, None] * (grad - np.einsum(
-            "jkl,jlc,jc->jk", hess, r, delta))
-        return _newton.newton_weights(A, s_own, grad, hess, rhs=rhs), -delta, A
-
-    def _class_raw_shift(self, Z):
-        """Raw-prediction shifts (n, K, n_classes) of the directions H^-1 G."""
-        K = self._adapter.n_outputs
-        HG = self._class_shift
-        return np.stack(
-            [np.asarray(Z @ HG[:, c].reshape(K, -1).T)
-             for c in range(HG.shape[1])], axis=2,
-        )
-
-    def _extra(self, L):
-        """The low-rank class-reweighting term for left rows L, or None."""
-        if self._E is None:
-            return None
-        return L @ self._class_grad, self._E
-
-    def _check_stationarity(self, Z, y_enc, s, grad, model):
-        """Warn when theta-hat is far from a minimiser of J on (X, y).
-
-        Far: the Newton step to the minimiser is longer, in the metric of H,
-        than a typical row's influence (see :mod:`skinfluence._stationarity`).
-        """
-        ratio, offset, _ = stationarity_ratio(
-            self._adapter, self._solver, Z, y_enc, s, grad)
-        self.stationarity_ = ratio
-        if ratio > STATIONARITY_RATIO:
-            n_iter = getattr(model, "n_iter_", None)
-            hint = f" (its n_iter_ is {np.ravel(n_iter).tolist()})" if (
-                n_iter is not None) else ""
-            kind = "" if self._adapter.smooth else "sub"
-            warnings.warn(
-                f"{type(model).__name__}'s fitted parameters are not a minimum of "
-                f"its training objective on these (X, y, sample_weight): the "
-                f"Newton step to the minimum is {ratio:.3g} times a typical "
-                "row's influence (both in the metric of H), from a "
-                f"{kind}gradient of norm {offset:.3g} in H^-1. A model retrained "
-                "to convergence moves that far whichever row it leaves out, and "
-                "influence is taken at the fitted parameters, not at the "
-                "minimum. The model does not look trained on this data (or with "
-                f"these sample weights), or it did not converge{hint}. Refit it "
-                "on (X, y) with a tighter tol or a larger max_iter.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
 
     # --------------------------------------------------------------- inputs
     def _validate_X(self, X, reset):
@@ -487,76 +280,6 @@ class InfluenceEstimator(
             accept_sparse=("csr", "csc"),
             dtype=(np.float64, np.float32),
         )
-
-    def _model_features(self, X):
-        """Features the last step sees, checked once."""
-        model = self._last_step()
-        Xt = X if self._feature_map is None else self._feature_map.transform(X)
-        return check_features(Xt, getattr(model, "n_features_in_", None),
-                              name=type(model).__name__)
-
-    def _last_step(self):
-        return split_pipeline(self.estimator_)[1]
-
-    def _prepare(self, X, y=None, sample_weight=None):
-        """Features, encoded labels, raw predictions of (X, y) after fit."""
-        check_is_fitted(self, "theta_")
-        self._check_unchanged()
-        X = self._validate_X(X, reset=False)
-        Z = self._adapter.features(self._model_features(X))
-        raw = self._adapter.raw_prediction(Z)
-        if y is None:
-            return Z, None, raw
-        y = check_targets(y, Z.shape[0], classifier=self._adapter.classes is not None)
-        y_enc = self._adapter.encode_y(y)
-        if self._adapter.classes is None and not np.all(np.isfinite(y_enc)):
-            raise ValueError("Input y contains NaN or infinity.")
-        return Z, y_enc, raw
-
-    def _check_unchanged(self):
-        current = self._adapter.read_theta()
-        if current.shape != self.theta_.shape or not np.array_equal(
-            current, self.theta_
-        ):
-            raise ValueError(
-                "The wrapped estimator's parameters changed since "
-                "InfluenceEstimator.fit (was it refitted?); call fit again."
-            )
-        fitted = getattr(self, "_feature_fingerprint", None)
-        if fitted is not None and self._fingerprint_features() != fitted:
-            raise ValueError(
-                "The Pipeline's feature steps changed since InfluenceEstimator.fit "
-                "(was a step refitted?); call fit again."
-            )
-
-    def _fingerprint_features(self):
-        """Digest of the feature steps' state now, or None without any."""
-        feature_map = split_pipeline(self.estimator_)[0]
-        return None if feature_map is None else fingerprint(feature_map)
-
-    # ------------------------------------------------------------ scoring
-    def _left(self, Z, G):
-        """Rows ``H^-1 (G_i (x) z_i)`` for test rows: shape (n_test, n_params)."""
-        return self._solver.solve(kron_rows(G, Z).T).T
-
-    def _left_newton(self, Z):
-        """Rows ``(e_k (x) z_i)' H^-1`` for every test row and output k.
-
-        With ``H^-1`` at hand (the primal direct solver) they are its row
-        blocks against Z: K products instead of n K solves.
-        """
-        K = self._adapter.n_outputs
-        n = Z.shape[0]
-        if hasattr(self._solver, "inverse"):
-            Hinv = self._solver.inverse()
-            rows = Hinv.reshape(K, -1, Hinv.shape[1])
-            L = np.empty((n, K, Hinv.shape[1]))
-            for k in range(K):
-                L[:, k, :] = Z @ rows[k]
-            return L.reshape(n * K, -1)
-        eye = np.broadcast_to(np.eye(K), (n, K, K)).reshape(n * K, K)
-        Zrep = Z[np.repeat(np.arange(n), K)]
-        return self._left(Zrep, eye)
 
     # ------------------------------------------------------------ scoring
     def score_influence(self, X, y, *, top_k=None, kind="loss"):
@@ -593,27 +316,18 @@ class InfluenceEstimator(
             features, values)`` of arrays of shape (n_test, abs(top_k)).
         """
         _check_y_given(y, "score_influence")
-        if getattr(self, "_torch", False):
-            return score_torch(self, X, y, top_k=top_k, kind=kind)
+        check_is_fitted(self, "theta_")
         if kind not in ("loss", "perturbation"):
             raise ValueError(
                 f"kind must be 'loss' or 'perturbation'; got {kind!r}."
             )
         if kind == "perturbation":  # checks top_k against rows x features
-            return perturbation_influence(self, X, y, top_k=top_k)
+            return self._engine.perturbation(self, X, y, top_k)
         top_k = self._check_top_k(top_k)
-        Z, y_enc, raw = self._prepare(X, y)
-        a = self._adapter
-        if self.estimate == "newton":
-            L = self._left_newton(Z)
-            finish = NewtonLossChange(a.loss, y_enc, raw)
-        else:
-            L = self._left(Z, a.user_grad(y_enc, raw))
-            finish = None
+        L, finish, extra, n_out = self._engine.loss_left(self, X, y)
         return score_train_rows(
-            L, FactoredRows(self._Z, self._W), finish=finish, top_k=top_k,
-            n_jobs=self.n_jobs, verbose=self.verbose, n_out=Z.shape[0],
-            extra=self._extra(L),
+            L, self._engine.train_rows(self), finish=finish, top_k=top_k,
+            n_jobs=self.n_jobs, verbose=self.verbose, n_out=n_out, extra=extra,
         )
 
     def _check_top_k(self, top_k):
@@ -650,23 +364,8 @@ class InfluenceEstimator(
             coefficients, then its intercept).
         """
         _check_y_given(y, "influence_on_params")
-        if getattr(self, "_torch", False):
-            return influence_on_params_torch(self, X, y, sample_weight)
-        W, E, _, Z, _, _ = self._terms_for(X, y, sample_weight)
-        delta = _newton.param_shifts(self._solver, Z, W)
-        if E is not None:
-            delta += E @ self._class_shift.T
-        return delta
-
-    def _terms_for(self, X, y, sample_weight):
-        """Row terms of (X, y) treated as training rows of weight sample_weight."""
-        Z, y_enc, raw = self._prepare(X, y)
-        w = (np.ones(Z.shape[0]) if sample_weight is None
-             else _check_sample_weight(sample_weight, Z))
-        a = self._adapter
-        grad, hess = a.pointwise_grad_hess(y_enc, raw)
-        W, E, A = self._row_terms(Z, y_enc, a.row_scale(y_enc, w), grad, hess, w)
-        return W, E, A, Z, y_enc, raw
+        check_is_fitted(self, "theta_")
+        return self._engine.param_shifts(self, X, y, sample_weight)
 
     def self_influence(self, X=None, y=None, sample_weight=None):
         """Estimated increase of each row's own loss if it were left out.
@@ -687,27 +386,11 @@ class InfluenceEstimator(
             rows.
         """
         check_is_fitted(self, "theta_")
-        if getattr(self, "_torch", False):
-            return self_influence_torch(self, X, y, sample_weight)
-        a = self._adapter
-        if X is None:
-            if y is not None:
-                raise ValueError("y was given without X; pass both or neither.")
-            self._check_unchanged()
-            Z, y_enc, raw = self._Z, self._y, self._raw
-            W, E, A = self._W, self._E, self._A
-        else:
-            if y is None:
-                raise ValueError("self_influence needs y together with X.")
-            W, E, A, Z, y_enc, raw = self._terms_for(X, y, sample_weight)
-        if A is None:
-            A = _newton.diag_blocks(self._solver, Z, a.n_outputs)
-        shift = np.einsum("jkl,jl->jk", A, W)
-        if E is not None:
-            shift += np.einsum("jkc,jc->jk", self._class_raw_shift(Z), E)
-        if self.estimate == "newton":
-            return a.loss_from_raw(y_enc, raw + shift) - a.loss_from_raw(y_enc, raw)
-        return np.sum(a.user_grad(y_enc, raw) * shift, axis=1)
+        if X is None and y is not None:
+            raise ValueError("y was given without X; pass both or neither.")
+        if X is not None and y is None:
+            raise ValueError("self_influence needs y together with X.")
+        return self._engine.self_influence(self, X, y, sample_weight)
 
     def transform(self, X):
         """Label-free influence of each training row on the output at X.
@@ -728,26 +411,12 @@ class InfluenceEstimator(
             how much row j pushes the output toward the predicted class (or
             up, for regressors). Positive: row j supports the prediction.
         """
-        if getattr(self, "_torch", False):
-            return transform_torch(self, X)
-        Z, _, raw = self._prepare(X)
-        L = self._left(Z, self._output_grad(raw))
+        check_is_fitted(self, "theta_")
+        L, extra = self._engine.output_left(self, X)
         return score_train_rows(
-            L, FactoredRows(self._Z, self._W), sign=-1, n_jobs=self.n_jobs,
-            verbose=self.verbose, extra=self._extra(L),
+            L, self._engine.train_rows(self), sign=-1, n_jobs=self.n_jobs,
+            verbose=self.verbose, extra=extra,
         )
-
-    def _output_grad(self, raw):
-        """Gradient of the measured output with respect to raw predictions."""
-        n, K = raw.shape
-        if self._adapter.classes is None:
-            return np.ones((n, K))
-        if K == 1:
-            return np.where(raw >= 0, 1.0, -1.0) if len(self.classes_) == 2 else (
-                np.ones((n, 1)))
-        G = np.zeros((n, K))
-        G[np.arange(n), np.argmax(raw, axis=1)] = 1.0
-        return G
 
     @property
     def _n_features_out(self):

@@ -98,7 +98,8 @@ def perturbation_influence(estimator, X, y, *, top_k=None):
             "logistic, smooth-hinge SVM) only; got a model of the "
             f"{getattr(a, 'family', None)!r} family."
         )
-    Z_test, y_test, raw_test = estimator._prepare(X, y)
+    engine = estimator._engine
+    Z_test, y_test, raw_test = engine._prepare(estimator, X, y)
     K = a.n_outputs
     W = a.coef  # (K, n_features): the intercept column is not a feature
     n_features = W.shape[1]
@@ -118,7 +119,7 @@ def perturbation_influence(estimator, X, y, *, top_k=None):
             )
         top_k = int(top_k)
 
-    F = estimator._left(Z_test, a.user_grad(y_test, raw_test))
+    F = engine._left(estimator, Z_test, a.user_grad(y_test, raw_test))
     P = F.reshape(n_test, K, -1)  # P[i, k] = block k of H^-1 grad L_i
     g, D = a.pointwise_grad_hess(estimator._y, estimator._raw)
     s = estimator._s

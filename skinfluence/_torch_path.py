@@ -18,7 +18,8 @@ torch is imported only when a torch model is fitted.
 import numpy as np
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._scoring import DenseRows, score_train_rows
+from ._engine import Engine
+from ._scoring import DenseRows
 from .solvers import make_solver, resolve_method
 from .utils._validation import check_targets, encode_labels
 
@@ -33,6 +34,36 @@ def is_torch_model(estimator):
     return is_skorch_net(estimator) or (
         type(estimator).__name__ == "TorchModel"
         and type(estimator).__module__ == "skinfluence.torch")
+
+
+class TorchEngine(Engine):
+    """torch.func gradients and curvature products of a trained module."""
+
+    family = "torch"
+
+    def fit(self, est, given, X, y, sample_weight):
+        if sample_weight is not None:
+            raise ValueError("sample_weight is not supported for torch models.")
+        return fit_torch(est, given, X, y)
+
+    def loss_left(self, est, X, y):
+        adapter = _check(est)
+        L = est._solver.solve(adapter.user_grad_rows(X, _targets(
+            adapter.model, X, y)).T).T
+        return L, None, None, L.shape[0]
+
+    def output_left(self, est, X):
+        adapter = _check(est)
+        return est._solver.solve(adapter.output_grad_rows(X).T).T, None
+
+    def train_rows(self, est):
+        return _train_rows(est._adapter)
+
+    def param_shifts(self, est, X, y, sample_weight):
+        return influence_on_params_torch(est, X, y, sample_weight)
+
+    def self_influence(self, est, X, y, sample_weight):
+        return self_influence_torch(est, X, y, sample_weight)
 
 
 def fit_torch(est, model, X, y):
@@ -130,23 +161,6 @@ def _targets(model, X, y):
     return y
 
 
-def _check_top_k(top_k, n_train):
-    if top_k is None:
-        return None
-    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or (
-            top_k == 0):
-        raise ValueError(
-            f"top_k must be a non-zero integer (negative for the most harmful rows)"
-            f" or None; got {top_k!r}."
-        )
-    if abs(top_k) > n_train:
-        raise ValueError(
-            f"abs(top_k)={abs(top_k)} exceeds the number of training rows "
-            f"n_train_={n_train}."
-        )
-    return int(top_k)
-
-
 def _train_rows(adapter):
     """The training rows' gradients for the shared scoring module.
 
@@ -161,25 +175,6 @@ def _train_rows(adapter):
         return adapter._grad_rows(adapter._loss_one, adapter.X[rows], adapter.y[rows])
 
     return DenseRows(adapter.n_train, grads)
-
-
-def _contract(est, L, sign=1, top_k=None):
-    """``sign * L @ G_train.T`` over chunks of training rows, or its top-k."""
-    return score_train_rows(L, _train_rows(est._adapter), sign=sign, top_k=top_k,
-                            n_jobs=est.n_jobs, verbose=est.verbose)
-
-
-def score_torch(est, X, y, top_k=None, kind="loss"):
-    """``InfluenceEstimator.score_influence`` for a TorchModel."""
-    if kind != "loss":
-        raise ValueError(
-            f"kind={kind!r} is not supported for torch models; use kind='loss'."
-        )
-    adapter = _check(est)
-    top_k = _check_top_k(top_k, est.n_train_)
-    y = _targets(adapter.model, X, y)
-    L = est._solver.solve(adapter.user_grad_rows(X, y).T).T
-    return _contract(est, L, top_k=top_k)
 
 
 def influence_on_params_torch(est, X, y, sample_weight=None):
@@ -209,8 +204,3 @@ def self_influence_torch(est, X=None, y=None, sample_weight=None):
     return np.sum(G * est._solver.solve(G.T).T, axis=1)
 
 
-def transform_torch(est, X):
-    """``InfluenceEstimator.transform`` for a TorchModel."""
-    adapter = _check(est)
-    L = est._solver.solve(adapter.output_grad_rows(X).T).T
-    return _contract(est, L, sign=-1)

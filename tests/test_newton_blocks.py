@@ -59,11 +59,11 @@ def test_leverage_blocks_equal_per_row_solves(name, digits):
 def test_test_side_newton_rows_equal_solves(name, digits):
     inf, _, _, Xte, yte = _fitted(name, digits)
     Z = inf._adapter.features(Xte)
-    fast = inf._left_newton(Z)
+    fast = inf._engine._left_newton(inf, Z)
     solver = inf._solver
     inf._solver = _SolveOnly(solver)
     try:
-        slow = inf._left_newton(Z)
+        slow = inf._engine._left_newton(inf, Z)
     finally:
         inf._solver = solver
     np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12 * np.abs(slow).max())
@@ -73,7 +73,7 @@ def test_test_side_newton_rows_equal_solves(name, digits):
 def test_loss_change_equals_loss_difference(name, digits):
     inf, _, _, Xte, yte = _fitted(name, digits)
     a = inf._adapter
-    Z, y_enc, raw = inf._prepare(Xte, yte)
+    Z, y_enc, raw = inf._engine._prepare(inf, Xte, yte)
     shift = np.random.default_rng(0).normal(scale=3.0, size=(*raw.shape, 7))
     got = a.loss.loss_change(y_enc, raw, shift)
     for c in range(7):

@@ -160,7 +160,7 @@ def test_cg_compacts_converged_columns_without_changing_them():
     B[:20, :6] = rng.standard_normal((20, 6))
     B[20:, 6:] = rng.standard_normal((40, 3))
     B[:, 4] = 0.0  # a zero column solves to zero
-    solver = CGSolver(tol=1e-12).fit(HessianOperator.from_dense(H))
+    solver = CGSolver(tol=1e-12, block=False).fit(HessianOperator.from_dense(H))
     calls = []
     matmat = solver.op_.matmat
     solver.op_.matmat = lambda V: calls.append(V.shape[1]) or matmat(V)

@@ -1,0 +1,51 @@
+"""The one internal interface every model family implements.
+
+:class:`~skinfluence.InfluenceEstimator` holds no per-family code: ``fit``
+picks an engine for the model (:func:`engine_for`), and every public method
+is written once against these operations and the shared scoring module
+(:mod:`skinfluence._scoring`), whose chunking by ``working_memory``, joblib
+dispatch, progress bar and streaming top-k serve both families alike.
+
+With ``H`` the Hessian of the training objective (or its stand-in: the
+Gauss-Newton matrix, EK-FAC) and ``g`` gradients in parameter space:
+
+- ``loss_left(est, X, y)``: rows ``H^-1 grad L_i`` for the test losses,
+  the function that turns their contraction with training rows into loss
+  changes (the Newton estimate's exact loss at moved parameters; None for
+  first order), a low-rank extra term (class re-weighting) and the number
+  of test rows;
+- ``output_left(est, X)``: the same for the measured outputs (``transform``);
+- ``train_rows(est)``: the training rows' gradients in blocks, factored
+  (:class:`~skinfluence._scoring.FactoredRows`, GLMs) or dense
+  (:class:`~skinfluence._scoring.DenseRows`, torch);
+- ``param_shifts``, ``self_influence``: parameter shifts and own-loss
+  changes of given rows;
+- ``perturbation``: Koh & Liang's I_pert,loss, where the family has it.
+
+Each engine keeps its fitted state on the estimator (``_adapter``,
+``_solver``, ...), so that a fitted estimator pickles as one object.
+"""
+
+
+class Engine:
+    """Base of the family engines; see the module docstring."""
+
+    #: The family's name, for messages.
+    family = ""
+
+    def perturbation(self, est, X, y, top_k):
+        raise ValueError(
+            f"kind='perturbation' is not supported for {self.family} models; "
+            "use kind='loss'."
+        )
+
+
+def engine_for(model):
+    """The engine of ``model``'s family (a torch model, or a GLM)."""
+    from ._torch_path import TorchEngine, is_torch_model
+
+    if is_torch_model(model):
+        return TorchEngine()
+    from ._glm_path import GLMEngine
+
+    return GLMEngine()
