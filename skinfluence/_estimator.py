@@ -326,7 +326,7 @@ class InfluenceEstimator(
         top_k = self._check_top_k(top_k)
         L, finish, extra, n_out = self._engine.loss_left(self, X, y)
         return score_train_rows(
-            L, self._engine.train_rows(self), finish=finish, top_k=top_k,
+            L, self._engine.train_rows(self, L.shape[0]), finish=finish, top_k=top_k,
             n_jobs=self.n_jobs, verbose=self.verbose, n_out=n_out, extra=extra,
         )
 
@@ -414,7 +414,7 @@ class InfluenceEstimator(
         check_is_fitted(self, "theta_")
         L, extra = self._engine.output_left(self, X)
         return score_train_rows(
-            L, self._engine.train_rows(self), sign=-1, n_jobs=self.n_jobs,
+            L, self._engine.train_rows(self, L.shape[0]), sign=-1, n_jobs=self.n_jobs,
             verbose=self.verbose, extra=extra,
         )
 

@@ -164,7 +164,7 @@ class GLMEngine(Engine):
         L = self._left(est, Z, self._output_grad(est, raw))
         return L, self._extra(est, L)
 
-    def train_rows(self, est):
+    def train_rows(self, est, n_left):
         return FactoredRows(est._Z, est._W)
 
     def param_shifts(self, est, X, y, sample_weight):

@@ -25,6 +25,10 @@ from .utils._validation import check_targets, encode_labels
 
 #: Training gradients held whole, computed once per fit, up to this size.
 TRAIN_GRAD_BYTES = 2**28
+#: Above it, scores of at most this many rows of L (test rows) come from
+#: forward-mode passes: one per row of L, against one backward pass and
+#: n_params floats per training row.
+DIRECTIONAL_MAX_ROWS = 64
 
 
 def is_torch_model(estimator):
@@ -56,8 +60,8 @@ class TorchEngine(Engine):
         adapter = _check(est)
         return est._solver.solve(adapter.output_grad_rows(X).T).T, None
 
-    def train_rows(self, est):
-        return _train_rows(est._adapter)
+    def train_rows(self, est, n_left):
+        return _train_rows(est._adapter, n_left)
 
     def param_shifts(self, est, X, y, sample_weight):
         return influence_on_params_torch(est, X, y, sample_weight)
@@ -107,12 +111,15 @@ def fit_torch(est, model, X, y):
         from .solvers._ekfac import EKFACSolver
 
         params = dict(est.solver_params or {})
-        unknown = set(params) - {"batch_size"}
+        allowed = {"batch_size", "expectation"}
+        unknown = set(params) - allowed
         if unknown:
             raise ValueError(
                 f"solver_params {sorted(unknown)} do not apply to method='ekfac'; "
-                "it takes ['batch_size']."
+                f"it takes {sorted(allowed)}."
             )
+        if params.get("expectation") == "mc":
+            params["random_state"] = est.random_state
         solver = EKFACSolver(damping=est.damping, **params).fit(adapter)
     else:
         params = dict(est.solver_params or {})
@@ -161,15 +168,39 @@ def _targets(model, X, y):
     return y
 
 
-def _train_rows(adapter):
+class DirectionalRows:
+    """Training rows scored by forward mode, their gradients never formed.
+
+    ``contract(L, rows)`` is ``L @ G[rows].T`` from one Jacobian-vector
+    product of the rows' losses per row of L
+    (:meth:`~skinfluence.models._torch.TorchAdapter.loss_directional`): for
+    wide networks whose per-row gradients do not fit in memory, a few test
+    rows cost a few forward-mode passes over the training rows, not a
+    backward pass per training row and its n_params floats.
+    """
+
+    def __init__(self, adapter):
+        self.adapter, self.n = adapter, adapter.n_train
+
+    def row_bytes(self, n_params):
+        return 0  # the adapter batches its passes by rows
+
+    def contract(self, L, rows):
+        return self.adapter.loss_directional(L, rows)
+
+
+def _train_rows(adapter, n_left):
     """The training rows' gradients for the shared scoring module.
 
     All of them, computed once and cached by the adapter where they fit its
-    budget; otherwise each chunk of rows the scoring module asks for.
+    budget; otherwise, for a few rows of L (``DIRECTIONAL_MAX_ROWS``),
+    forward-mode contractions; else each chunk of rows' gradients.
     """
     if 8 * adapter.n_train * adapter.n_params <= TRAIN_GRAD_BYTES:
         _, G = next(adapter.train_grad_chunks(max_bytes=TRAIN_GRAD_BYTES))
         return DenseRows(adapter.n_train, G.__getitem__)
+    if n_left <= DIRECTIONAL_MAX_ROWS:
+        return DirectionalRows(adapter)
 
     def grads(rows):
         return adapter._grad_rows(adapter._loss_one, adapter.X[rows], adapter.y[rows])

@@ -244,6 +244,31 @@ class TorchAdapter:
             yield b, self._grad_rows(self._loss_one, self.X[b], self.y[b])
 
     @_locked
+    def loss_directional(self, V, rows):
+        """``V @ G[rows].T`` without the per-row gradients G, by forward mode.
+
+        Row j's column is the directional derivative of its loss along each
+        row v of V (shape (k, n_params)): one Jacobian-vector product of the
+        rows' losses per direction (``vmap`` over ``PRODUCT_COLUMNS`` of
+        them at a time), instead of a backward pass per row and an
+        (n_rows, n_params) matrix. Returns a (k, n_rows) array.
+        """
+        Vt = self._tensor(V)
+        x, t = self.X[rows], self.y[rows]
+
+        def losses(theta):
+            return self.loss_fn(self._output(theta, x), t)
+
+        def along(v):
+            return jvp(losses, (self.theta_t,), (v,))[1]
+
+        out = torch.empty((Vt.shape[0], x.shape[0]), dtype=self.dtype,
+                          device=self.device)
+        for c in range(0, Vt.shape[0], PRODUCT_COLUMNS):
+            out[c:c + PRODUCT_COLUMNS] = vmap(along)(Vt[c:c + PRODUCT_COLUMNS])
+        return out.detach().cpu().numpy().astype(np.float64, copy=False)
+
+    @_locked
     def objective_gradient(self):
         """Gradient of J at theta-hat, (n_params,) in numpy."""
         g = torch.zeros_like(self.theta_t)

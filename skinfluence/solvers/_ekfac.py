@@ -9,6 +9,10 @@ import numpy as np
 
 from ._base import Solver
 
+#: Most bytes of the first pass's layer inputs and output gradients kept
+#: for the second (eigenvalue) pass, which recomputes those beyond it.
+CACHE_BYTES = 2**28
+
 
 class EKFACSolver(Solver):
     """``(G + (lambda_n + damping) I)^-1`` with G the EK-FAC Gauss-Newton matrix.
@@ -60,11 +64,42 @@ class EKFACSolver(Solver):
         Training rows per forward/backward pass (memory is bounded by it; a
         Conv2d layer holds its unfolded input, ``batch_size * C_in*kh*kw *
         H_out*W_out`` numbers).
+    expectation : {"exact", "mc"}, default="exact"
+        "exact": the expectation over the output directions in closed form,
+        every eigen-direction of ``M_j`` back-propagated (all of them in
+        one vectorised backward pass per batch). "mc": one random
+        combination ``R_j z_j`` per row (``M_j = R_j R_j'``, ``z_j``
+        Rademacher), an unbiased estimate of ``S`` and of the corrected
+        eigenvalues whose backward pass and factor products cost one
+        direction instead of ``K``. Measured on bench_torch's digits MLP
+        (64-32-10, 1500 rows), against ``direct`` on the exact Gauss-Newton
+        matrix: the same agreement as "exact" to 0.005 (Pearson 0.690 vs
+        0.690, top-20 Spearman 0.723 vs 0.724, mean of 5 seeds), corrected
+        eigenvalues within 16% of the exact ones; on the wide MLP of
+        bench_torch, fit 2x faster than "exact", eigenvalues within 8%,
+        ``H^-1 g`` within 4%. Labels sampled from the model's predictive
+        distribution (the usual one-pass Fisher) lose more there: Pearson
+        0.658, Spearman 0.363.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the draws of ``expectation="mc"``.
+
+    Notes
+    -----
+    Each batch's forward pass and vectorised backward pass serve both
+    passes: the layer inputs and output gradients of the first (factor)
+    pass are kept for the second (eigenvalue) pass while they fit
+    ``CACHE_BYTES``; batches beyond it are recomputed (the same draws).
     """
 
-    def __init__(self, *, damping=0.0, batch_size=256):
+    def __init__(self, *, damping=0.0, batch_size=256, expectation="exact",
+                 random_state=None):
         super().__init__(damping=damping)
+        if expectation not in ("exact", "mc"):
+            raise ValueError(
+                f"expectation must be 'exact' or 'mc'; got {expectation!r}.")
         self.batch_size = batch_size
+        self.expectation = expectation
+        self.random_state = random_state
 
     # ------------------------------------------------------------ layout
     def _layers(self, adapter):
@@ -140,8 +175,128 @@ class EKFACSolver(Solver):
         return torch.nn.functional.unfold(a, mod.kernel_size, dilation=mod.dilation,
                                           padding=padding, stride=mod.stride)
 
+    def _batch(self, adapter, layers, theta, store, rows, seed):
+        """One batch's factor inputs: per layer ``(a, g)``.
+
+        ``a`` is the layer's input (Linear: with the column of ones for the
+        bias appended; Conv2d: as it came, unfolded later) and ``g`` the
+        pre-activation gradients ``(K', b, out[, ...])`` back-propagated from
+        the pseudo-gradients: the ``K'`` columns of ``M_j^(1/2)`` that carry
+        curvature (``expectation='exact'``; a direction of ``M_j`` whose
+        eigenvalue is zero in every row of the batch, such as the constant
+        logit shift of the cross-entropy, contributes nothing and is
+        dropped), or one random combination of them (``'mc'``). All the
+        directions go through one vectorised backward pass.
+        """
+        import torch
+
+        x, t = adapter.X[rows], adapter.y[rows]
+        store.clear()
+        with torch.enable_grad():
+            out = adapter._output(theta, x)
+        V = self._directions(adapter, out, t, seed).reshape(-1, *out.shape)
+        outs = [store[i][1] for i in range(len(layers))]
+        try:
+            gs = torch.autograd.grad(out, outs, grad_outputs=V, allow_unused=True,
+                                     is_grads_batched=True)
+        except RuntimeError:  # an op without a batching rule for backward
+            per = [torch.autograd.grad(out, outs, grad_outputs=v, allow_unused=True,
+                                       retain_graph=True) for v in V]
+            gs = [None if per[0][i] is None else torch.stack([p[i] for p in per])
+                  for i in range(len(outs))]
+        parts = []
+        for i, lay in enumerate(layers):
+            a = store[i][0].detach()
+            g = (torch.zeros((V.shape[0], *outs[i].shape), dtype=outs[i].dtype,
+                             device=outs[i].device) if gs[i] is None
+                 else gs[i].detach())
+            if lay["type"] == "Linear":
+                if a.ndim != 2:
+                    raise ValueError(
+                        f"method='ekfac' needs 2-D inputs to Linear layer "
+                        f"{lay['name']!r}; got shape {tuple(a.shape)}."
+                    )
+                if lay["bias"] is not None:
+                    a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
+            else:
+                g = g.reshape(g.shape[0], g.shape[1], g.shape[2], -1)  # (K, b, out, L)
+            parts.append((a, g))
+        store.clear()
+        return parts
+
+    def _directions(self, adapter, out, t, seed):
+        """Pseudo-gradients ``(K', b, K)`` at the output whose outer products
+        sum (``'exact'``) or average (``'mc'``) to ``M_j``."""
+        import torch
+
+        M = adapter.output_hessians(out, t)
+        mu, U = torch.linalg.eigh(M)  # (b, K) ascending, (b, K, K)
+        mu = torch.clamp(mu, min=0)
+        R = U * torch.sqrt(mu)[:, None, :]  # M_j = R_j R_j'
+        if self.expectation == "mc":
+            # R_j z_j, z_j Rademacher: E[(R_j z_j)(R_j z_j)'] = M_j, and
+            # E[(c' z_j)^2] = |c|^2 makes the corrected eigenvalues unbiased.
+            gen = torch.Generator(device=R.device).manual_seed(int(seed))
+            z = torch.randint(0, 2, R.shape[::2], generator=gen, device=R.device)
+            return (R @ (2 * z - 1).to(R.dtype)[:, :, None])[None, :, :, 0]
+        keep = mu.amax(dim=0) > 1e-12 * mu.max()
+        keep[-1] = True  # at least one direction (eigh sorts ascending)
+        return R[:, :, keep].permute(2, 0, 1)
+
+    def _conv_patches(self, lay, a, g):
+        import torch
+
+        a = self._patches(lay, a)  # (b, D, L)
+        if lay["bias"] is not None:
+            a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
+        if g.shape[3] != a.shape[2]:
+            raise ValueError(
+                f"method='ekfac': Conv2d layer {lay['name']!r} has "
+                f"{g.shape[3]} output positions but {a.shape[2]} input patches."
+            )
+        return a
+
+    def _factor_part(self, lay, a, g):
+        """This batch's ``(A, S)`` of one layer."""
+        if lay["type"] == "Conv2d":
+            a = self._conv_patches(lay, a, g)  # (b, D, L)
+            a = a.transpose(1, 2).reshape(-1, a.shape[1])  # (b L, D)
+            g = g.permute(0, 1, 3, 2)  # (K, b, L, out)
+        g = g.reshape(-1, g.shape[-1])
+        return a.T @ a, g.T @ g
+
+    def _eigen_part(self, lay, a, g, QS, QA):
+        """This batch's corrected eigenvalues of one layer."""
+        import torch
+
+        if lay["type"] == "Linear":
+            # One position: Q_S' g a' Q_A is an outer product, squared
+            # factorwise; the sum over directions k comes first.
+            return ((g @ QS) ** 2).sum(dim=0).T @ (a @ QA) ** 2
+        a = self._conv_patches(lay, a, g)
+        aQ = a.transpose(1, 2) @ QA  # (b, L, D), rotated
+        lam = 0
+        for gk in g:  # per direction: memory b * out * D
+            G = torch.bmm(QS.T @ gk, aQ)  # (b, out, D) = Q_S' G_jk Q_A
+            lam = lam + (G ** 2).sum(dim=0)
+        return lam
+
     def _passes(self, adapter, layers, Q=None):
-        """Accumulate (A, S) (``Q`` None) or the corrected eigenvalues."""
+        """Accumulate (A, S) (``Q`` None) or the corrected eigenvalues.
+
+        Kept for the tests; ``fit`` calls ``_fit_passes``."""
+        out = self._fit_passes(adapter, layers, factors_only=Q is None, Q=Q)
+        return out if Q is None else [(lam,) for lam in out]
+
+    def _fit_passes(self, adapter, layers, factors_only=False, Q=None):
+        """Both passes of EK-FAC: the factors, their eigenvectors, the
+        corrected eigenvalues. Returns ``[(A, S)]`` (``factors_only``), the
+        corrected eigenvalues for given ``Q``, or ``(Q, eigenvalues)``.
+
+        The second pass needs every batch's ``(a, g)`` again: they are kept
+        from the first while they fit ``CACHE_BYTES``, recomputed otherwise
+        (with the same random draws for ``expectation='mc'``).
+        """
         import torch
 
         store = {}
@@ -154,82 +309,50 @@ class EKFACSolver(Solver):
         handles = [lay["module"].register_forward_hook(hook(i))
                    for i, lay in enumerate(layers)]
         theta = adapter.theta_t.detach().clone().requires_grad_(True)
-        acc = [None] * len(layers)
+        n = adapter.n_train
+        batches = [slice(s, min(s + self.batch_size, n))
+                   for s in range(0, n, self.batch_size)]
+        seeds = np.random.default_rng(self.random_state).integers(
+            2**62, size=len(batches))
+        cache, cached_bytes = {}, 0
         try:
-            n = adapter.n_train
-            for start in range(0, n, self.batch_size):
-                rows = slice(start, min(start + self.batch_size, n))
-                x, t = adapter.X[rows], adapter.y[rows]
-                store.clear()
-                out = adapter._output(theta, x)
-                M = adapter.output_hessians(out, t)
-                mu, U = torch.linalg.eigh(M)  # (b, K), (b, K, K)
-                R = U * torch.sqrt(torch.clamp(mu, min=0))[:, None, :]
-                outs = [store[i][1] for i in range(len(layers))]
-                grads = [[] for _ in layers]
-                for k in range(R.shape[2]):
-                    gk = torch.autograd.grad(
-                        out, outs, grad_outputs=R[:, :, k].reshape(out.shape),
-                        retain_graph=True, allow_unused=True)
-                    for i, g in enumerate(gk):
-                        grads[i].append(torch.zeros_like(outs[i]) if g is None
-                                        else g.detach())
-                for i, lay in enumerate(layers):
-                    a = store[i][0].detach()
-                    g = torch.stack(grads[i])  # (K, b, out, ...)
-                    if lay["type"] == "Conv2d":
-                        part = self._conv_part(lay, a, g, None if Q is None
-                                               else Q[i])
-                    else:
-                        part = self._linear_part(lay, a, g, None if Q is None
-                                                 else Q[i])
-                    acc[i] = part if acc[i] is None else tuple(
-                        u + v for u, v in zip(acc[i], part))
+            with adapter._lock:  # the forward passes swap tensors into it
+                if Q is None:
+                    acc = [None] * len(layers)
+                    for bi, rows in enumerate(batches):
+                        parts = self._batch(adapter, layers, theta, store, rows,
+                                            seeds[bi])
+                        for i, (lay, (a, g)) in enumerate(zip(layers, parts)):
+                            A, S = self._factor_part(lay, a, g)
+                            acc[i] = (A, S) if acc[i] is None else (
+                                acc[i][0] + A, acc[i][1] + S)
+                        size = sum(a.numel() * a.element_size() + g.numel()
+                                   * g.element_size() for a, g in parts)
+                        if not factors_only and cached_bytes + size <= CACHE_BYTES:
+                            cache[bi] = parts
+                            cached_bytes += size
+                        del parts
+                    if factors_only:
+                        return acc
+                    Q = [(torch.linalg.eigh(S)[1], torch.linalg.eigh(A)[1])
+                         for A, S in acc]
+                    del acc
+                    fresh = Q
+                else:
+                    fresh = None
+                lams = [0] * len(layers)
+                for bi, rows in enumerate(batches):
+                    parts = cache.pop(bi, None)
+                    if parts is None:
+                        parts = self._batch(adapter, layers, theta, store, rows,
+                                            seeds[bi])
+                    for i, (lay, (a, g)) in enumerate(zip(layers, parts)):
+                        lams[i] = lams[i] + self._eigen_part(lay, a, g, *Q[i])
+                    del parts
         finally:
             for h in handles:
                 h.remove()
-        return acc
-
-    @staticmethod
-    def _linear_part(lay, a, g, Q):
-        import torch
-
-        if a.ndim != 2:
-            raise ValueError(
-                f"method='ekfac' needs 2-D inputs to Linear layer "
-                f"{lay['name']!r}; got shape {tuple(a.shape)}."
-            )
-        if lay["bias"] is not None:
-            a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
-        if Q is None:
-            return (a.T @ a, torch.einsum("kbo,kbp->op", g, g))
-        QS, QA = Q
-        # One position: Q_S' g a' Q_A is an outer product, squared factorwise.
-        return (torch.einsum("kbo,kbi->oi", (g @ QS) ** 2,
-                             ((a @ QA) ** 2).expand(g.shape[0], -1, -1)),)
-
-    def _conv_part(self, lay, a, g, Q):
-        import torch
-
-        a = self._patches(lay, a)  # (b, D, L)
-        if lay["bias"] is not None:
-            a = torch.cat([a, torch.ones_like(a[:, :1])], dim=1)
-        g = g.reshape(g.shape[0], g.shape[1], g.shape[2], -1)  # (K, b, out, L)
-        if g.shape[3] != a.shape[2]:
-            raise ValueError(
-                f"method='ekfac': Conv2d layer {lay['name']!r} has "
-                f"{g.shape[3]} output positions but {a.shape[2]} input patches."
-            )
-        if Q is None:
-            return (torch.einsum("bdl,bel->de", a, a),
-                    torch.einsum("kbol,kbpl->op", g, g))
-        QS, QA = Q
-        aT = a.transpose(1, 2)  # (b, L, D)
-        lam = 0
-        for gk in g:  # per direction: memory b * out * D
-            G = QS.T @ torch.bmm(gk, aT) @ QA  # (b, out, D), rotated
-            lam = lam + (G ** 2).sum(dim=0)
-        return (lam,)
+        return lams if fresh is None else (Q, lams)
 
     # ------------------------------------------------------------ solver
     def fit(self, adapter, null_space=None):
@@ -242,18 +365,12 @@ class EKFACSolver(Solver):
         null_space : None
             Unused; torch objectives have no known null space.
         """
-        import torch
-
         self.n_params_ = adapter.n_params
         self.lambda_n_ = adapter.lambda_n
         self.layers_ = self._layers(adapter)
-        factors = self._passes(adapter, self.layers_)
-        Q = []
-        for A, S in factors:
-            Q.append((torch.linalg.eigh(S)[1], torch.linalg.eigh(A)[1]))
-        lams = self._passes(adapter, self.layers_, Q=Q)
+        Q, lams = self._fit_passes(adapter, self.layers_)
         self.Q_ = [(QS.cpu().numpy(), QA.cpu().numpy()) for QS, QA in Q]
-        self.eigenvalues_ = [lam[0].cpu().numpy() for lam in lams]
+        self.eigenvalues_ = [lam.cpu().numpy() for lam in lams]
         shift = self.lambda_n_ + self.damping
         top = max(float(e.max()) for e in self.eigenvalues_) + shift
         low = min(float(e.min()) for e in self.eigenvalues_) + shift
@@ -286,14 +403,37 @@ class EKFACSolver(Solver):
         return idx
 
     def solve(self, B):
+        import torch
+
         B = np.asarray(B, dtype=np.float64)
         squeeze = B.ndim == 1
-        B = B.reshape(B.shape[0], -1)
+        B = np.ascontiguousarray(B.reshape(B.shape[0], -1))
         X = np.zeros_like(B)
+        Bt, Xt = torch.from_numpy(B), torch.from_numpy(X)  # shared, no copies
         shift = self.lambda_n_ + self.damping
+        k = B.shape[1]
+        # In torch (its threads are the ones that ran fit: numpy's BLAS
+        # right after them competes with their spinning), as plain GEMMs on
+        # contiguous blocks (a stacked matmul on strided views is not
+        # handed to BLAS by numpy).
         for lay, (QS, QA), lam in zip(self.layers_, self.Q_, self.eigenvalues_):
-            idx = self._blocks(lay)
-            V = np.moveaxis(B[idx], 2, 0)  # (k, out, in+1)
-            R = QS.T @ V @ QA / (lam + shift)
-            X[idx] = np.moveaxis(QS @ R @ QA.T, 0, 2)
+            QS, QA, lam = (torch.from_numpy(np.asarray(v, dtype=np.float64))
+                           for v in (QS, QA, lam))
+            d_out, d_in = lam.shape
+            w0 = lay["weight"][0]
+            V = Bt[w0:w0 + d_out * (d_in - (lay["bias"] is not None))].reshape(
+                d_out, -1, k)
+            if lay["bias"] is not None:
+                b0 = lay["bias"][0]
+                V = torch.cat([V, Bt[b0:b0 + d_out, None, :]], dim=1)
+            V = (QS.T @ V.reshape(d_out, d_in * k)).reshape(d_out, d_in, k)
+            R = V.transpose(1, 2).reshape(d_out * k, d_in) @ QA  # (out, k, in)
+            R = R.reshape(d_out, k, d_in).div_((lam + shift)[:, None, :])
+            V = (R.reshape(d_out * k, d_in) @ QA.T).reshape(d_out, k, d_in)
+            V = (QS @ V.transpose(1, 2).reshape(d_out, d_in * k)).reshape(
+                d_out, d_in, k)
+            if lay["bias"] is not None:
+                Xt[b0:b0 + d_out] = V[:, -1]
+                V = V[:, :-1]
+            Xt[w0:w0 + V.shape[0] * V.shape[1]] = V.reshape(-1, k)
         return X[:, 0] if squeeze else X

@@ -144,8 +144,10 @@ def test_conv_factors_by_brute_force(kw):
                                atol=1e-12 * np.abs(expected).max())
 
 
-def test_conv_solve_is_dense_inverse():
-    net, X, y, adapter, solver = _case(CONVS["pad1"], batch_size=7)
+@pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
+@pytest.mark.parametrize("name", ["pad1", "same_even"])  # bias, no bias
+def test_conv_solve_is_dense_inverse(name):
+    net, X, y, adapter, solver = _case(CONVS[name], batch_size=7)
     rng = np.random.default_rng(1)
     B = rng.normal(size=(adapter.n_params, 3))
     shift = solver.lambda_n_ + 0.3
@@ -160,9 +162,11 @@ def test_conv_solve_is_dense_inverse():
                                    atol=1e-14)
         covered += idx.size
     assert covered == adapter.n_params
+    np.testing.assert_allclose(solver.solve(B[:, 0]), X_ek[:, 0], rtol=1e-12)
     # the conv weight's flat indices are the first C_out*C_in*kh*kw entries
-    np.testing.assert_array_equal(solver._blocks(solver.layers_[0])[:, :9],
-                                  np.arange(27).reshape(3, 9))
+    n_in = 9 if name == "pad1" else 4
+    np.testing.assert_array_equal(solver._blocks(solver.layers_[0])[:, :n_in],
+                                  np.arange(3 * n_in).reshape(3, n_in))
 
 
 # ------------------------------------------------------------ end to end
@@ -243,3 +247,80 @@ def test_conv_refusals():
                                  torch.nn.Linear(6, 3))
     _refused(conv1d, X[:, :, 0], r"torch\.nn\.Linear and torch\.nn\.Conv2d layers "
              r"only; parameters \['0\.weight', '0\.bias'\]")
+
+
+# ------------------------------------------------------------ passes
+def _fit(adapter, **kw):
+    return EKFACSolver(batch_size=16, **kw).fit(adapter)
+
+
+def _grad_calls(monkeypatch, fail_batched=False):
+    """Count torch.autograd.grad calls (optionally refusing batched ones)."""
+    calls = []
+    real = torch.autograd.grad
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("is_grads_batched", False))
+        if fail_batched and kwargs.get("is_grads_batched"):
+            raise RuntimeError("no batching rule (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", counted)
+    return calls
+
+
+@pytest.mark.parametrize("expectation", ["exact", "mc"])
+def test_one_backward_per_batch_cached_or_not(expectation, monkeypatch):
+    """All output directions go through one vectorised backward pass per
+    batch; the eigenvalue pass reuses the first pass's layer inputs and
+    gradients (CACHE_BYTES) or recomputes them, with the same answer (the
+    same draws for 'mc'); the loop fallback gives it too."""
+    import skinfluence.solvers._ekfac as ekfac
+
+    *_, adapter, _ = _case(CONVS["pad1"])  # 40 rows: 3 batches of 16
+    ref = _fit(adapter, expectation=expectation, random_state=3)
+    calls = _grad_calls(monkeypatch)
+    cached = _fit(adapter, expectation=expectation, random_state=3)
+    # (unbatched calls are the output Hessians' own, by torch.func)
+    assert calls.count(True) == 3
+    monkeypatch.setattr(ekfac, "CACHE_BYTES", 0)
+    del calls[:]
+    recomputed = _fit(adapter, expectation=expectation, random_state=3)
+    assert calls.count(True) == 6
+    monkeypatch.undo()
+    calls = _grad_calls(monkeypatch, fail_batched=True)
+    looped = _fit(adapter, expectation=expectation, random_state=3)
+    assert calls.count(True) == 3
+    for other in (cached, recomputed, looped):
+        for (QS, QA), (QS0, QA0) in zip(other.Q_, ref.Q_):
+            np.testing.assert_array_equal(QS, QS0)
+            np.testing.assert_array_equal(QA, QA0)
+        for lam, lam0 in zip(other.eigenvalues_, ref.eigenvalues_):
+            np.testing.assert_allclose(lam, lam0, rtol=1e-12, atol=1e-14)
+
+
+def test_mc_expectation_is_unbiased():
+    """expectation='mc' (one Rademacher combination of the output
+    directions per row) estimates the same factors: the mean of many draws
+    approaches the exact ones, and a fixed random_state repeats itself."""
+    *_, adapter, _ = _case(CONVS["stride2"])
+    (A, S), (A2, S2) = EKFACSolver(batch_size=16)._passes(adapter, _case_layers(
+        adapter))
+    draws = [EKFACSolver(batch_size=16, expectation="mc", random_state=s)._passes(
+        adapter, _case_layers(adapter)) for s in range(100)]
+    for i, (A0, S0) in enumerate([(A, S), (A2, S2)]):
+        # A does not depend on the draws; S is their average.
+        np.testing.assert_allclose(draws[0][i][0].numpy(), A0.numpy(), rtol=1e-12)
+        S_mc = np.mean([d[i][1].numpy() for d in draws], axis=0)
+        single = np.abs(draws[0][i][1].numpy() - S0.numpy()).max()
+        mean_err = np.abs(S_mc - S0.numpy()).max()
+        assert mean_err < 0.3 * single, (mean_err, single)
+    again = EKFACSolver(batch_size=16, expectation="mc", random_state=0)._passes(
+        adapter, _case_layers(adapter))
+    np.testing.assert_array_equal(again[1][1].numpy(), draws[0][1][1].numpy())
+    with pytest.raises(ValueError, match="'exact' or 'mc'"):
+        EKFACSolver(expectation="sampled")
+
+
+def _case_layers(adapter):
+    return EKFACSolver()._layers(adapter)

@@ -88,3 +88,29 @@ def test_torch_progress_bar(capsys):
     with config_context(working_memory=0.01):
         est.score_influence(Xte, yte)
     assert f"Scoring {len(ytr)} training rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("directional_max", [64, 0], ids=["forward-mode", "chunks"])
+def test_wide_network_paths_equal_the_cached_gradients(monkeypatch, directional_max):
+    # Gradients too large to cache (forced here): a few test rows are
+    # scored by forward-mode passes over the training rows, many by
+    # chunks of per-row gradients; both equal the cached contraction.
+    from skinfluence import _torch_path
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 6)), rng.integers(0, 3, 120)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 7), torch.nn.Tanh(),
+                              torch.nn.Linear(7, 3)).double()
+    model = TorchModel(net, weight_decay=0.5).fit(X, y)
+    est = InfluenceEstimator(model, method="direct").fit(X, y)
+    ref = est.score_influence(X[:9], y[:9]), est.transform(X[:9])
+    monkeypatch.setattr(_torch_path, "TRAIN_GRAD_BYTES", 0)
+    monkeypatch.setattr(_torch_path, "DIRECTIONAL_MAX_ROWS", directional_max)
+    wide = InfluenceEstimator(model, method="direct").fit(X, y)
+    expected = (_torch_path.DirectionalRows if directional_max
+                else _torch_path.DenseRows)
+    assert isinstance(wide._engine.train_rows(wide, 9), expected)
+    for out, r in zip((wide.score_influence(X[:9], y[:9]), wide.transform(X[:9])),
+                      ref):
+        np.testing.assert_allclose(out, r, rtol=1e-10, atol=1e-13)
