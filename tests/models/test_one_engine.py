@@ -114,3 +114,24 @@ def test_wide_network_paths_equal_the_cached_gradients(monkeypatch, directional_
     for out, r in zip((wide.score_influence(X[:9], y[:9]), wide.transform(X[:9])),
                       ref):
         np.testing.assert_allclose(out, r, rtol=1e-10, atol=1e-13)
+
+
+def test_ekfac_one_pass_expectation_through_the_estimator():
+    # expectation="mc": one random combination of output directions per row
+    # (unbiased), seeded by random_state; close to the exact expectation.
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(150, 6)), rng.integers(0, 3, 150)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(),
+                              torch.nn.Linear(8, 3)).double()
+    model = TorchModel(net, weight_decay=0.1, curvature="ggn").fit(X, y)
+    exact = InfluenceEstimator(model, method="ekfac").fit(X, y).score_influence(
+        X[:4], y[:4])
+    kw = dict(method="ekfac", random_state=0, solver_params={"expectation": "mc"})
+    mc = InfluenceEstimator(model, **kw).fit(X, y).score_influence(X[:4], y[:4])
+    again = InfluenceEstimator(model, **kw).fit(X, y).score_influence(X[:4], y[:4])
+    np.testing.assert_array_equal(mc, again)
+    assert not np.array_equal(mc, exact)
+    assert min(spearmanr(a, b)[0] for a, b in zip(mc, exact)) > 0.9
