@@ -765,26 +765,8 @@ class _LeaveOneOut:
              base["grad_norm"]))
 
     def _record(self, method, n_chord, n_newton, norm, baseline):
-        scale = getattr(self, "scale", np.nan)
-        b_method, b_chord, b_newton, b_norm = baseline
-        all_norms = np.append(norm, b_norm)
-        max_rel = float(np.max(all_norms) / scale)
-        return {
-            "method": np.asarray(method, dtype=str),
-            "n_iter": n_chord + n_newton,
-            "n_chord_iter": n_chord,
-            "n_newton_iter": n_newton,
-            "grad_norm": norm,
-            "rel_grad_norm": norm / scale,
-            "max_grad_norm": float(np.max(all_norms)),
-            "max_rel_grad_norm": max_rel,
-            "grad_scale": scale,
-            "baseline": {"method": b_method, "n_iter": b_chord + b_newton,
-                         "grad_norm": b_norm, "rel_grad_norm": b_norm / scale},
-            "certified": bool(max_rel <= _RTOL_CERTIFIED),
-            "rtol": _RTOL,
-            "rtol_certified": _RTOL_CERTIFIED,
-        }
+        return _refit_record(method, n_chord, n_newton, norm, baseline,
+                             getattr(self, "scale", np.nan))
 
     def _slow(self, rows, Zs, ys, *, n_jobs=None):
         """One refit at a time: where the fast path cannot go."""
@@ -1277,36 +1259,43 @@ class _TorchLeaveOneOut:
         def col(key, dtype):
             return np.array([r[key] for r in records], dtype=dtype)
 
-        norm = col("grad_norm", float)
         n_chord, n_newton = col("n_chord_iter", np.intp), col("n_newton_iter", np.intp)
         low, high = col("min_eigenvalue", float), col("max_eigenvalue", float)
         # Positive definite beyond rounding of the eigenvalues.
         pd = low > 1e-13 * np.abs(high)
         base_pd = base["min_eigenvalue"] > 1e-13 * abs(base["max_eigenvalue"])
-        all_norms = np.append(norm, base["grad_norm"])
-        max_rel = float(np.max(all_norms) / scale)
-        return {
-            "method": np.array([r["method"] for r in records] or [], dtype=str),
-            "n_iter": n_chord + n_newton,
-            "n_chord_iter": n_chord,
-            "n_newton_iter": n_newton,
-            "grad_norm": norm,
-            "rel_grad_norm": norm / scale,
-            "max_grad_norm": float(np.max(all_norms)),
-            "max_rel_grad_norm": max_rel,
-            "grad_scale": scale,
-            "min_eigenvalue": low,
-            "positive_definite": pd,
-            "baseline": {"method": base["method"],
-                         "n_iter": base["n_chord_iter"] + base["n_newton_iter"],
-                         "grad_norm": base["grad_norm"],
-                         "rel_grad_norm": base["grad_norm"] / scale,
-                         "min_eigenvalue": base["min_eigenvalue"],
-                         "positive_definite": bool(base_pd)},
-            "certified": bool(max_rel <= _RTOL_CERTIFIED and np.all(pd) and base_pd),
-            "rtol": _RTOL,
-            "rtol_certified": _RTOL_CERTIFIED,
-        }
+        info = _refit_record(
+            [r["method"] for r in records], n_chord, n_newton, col("grad_norm", float),
+            (base["method"], base["n_chord_iter"], base["n_newton_iter"],
+             base["grad_norm"]), scale)
+        info.update(min_eigenvalue=low, positive_definite=pd)
+        info["baseline"].update(min_eigenvalue=base["min_eigenvalue"],
+                                positive_definite=bool(base_pd))
+        info["certified"] = bool(info["certified"] and np.all(pd) and base_pd)
+        return info
+
+
+def _refit_record(method, n_chord, n_newton, norm, baseline, scale):
+    """What ``return_info=True`` returns of a batch of refits and its baseline."""
+    b_method, b_chord, b_newton, b_norm = baseline
+    all_norms = np.append(norm, b_norm)
+    max_rel = float(np.max(all_norms) / scale)
+    return {
+        "method": np.asarray(method, dtype=str),
+        "n_iter": n_chord + n_newton,
+        "n_chord_iter": n_chord,
+        "n_newton_iter": n_newton,
+        "grad_norm": norm,
+        "rel_grad_norm": norm / scale,
+        "max_grad_norm": float(np.max(all_norms)),
+        "max_rel_grad_norm": max_rel,
+        "grad_scale": scale,
+        "baseline": {"method": b_method, "n_iter": b_chord + b_newton,
+                     "grad_norm": b_norm, "rel_grad_norm": b_norm / scale},
+        "certified": bool(max_rel <= _RTOL_CERTIFIED),
+        "rtol": _RTOL,
+        "rtol_certified": _RTOL_CERTIFIED,
+    }
 
 
 def _warn_saddles(info, rows):
