@@ -59,6 +59,13 @@ __all__ = ["loo_influence"]
 _RTOL = 1e-13  # an iteration stops as soon as it gets here
 _RTOL_CERTIFIED = 1e-11  # or here, once it stops decreasing (rounding floor)
 _CONTRACTION = 0.5  # a slower chord step hands the refit to Newton's method
+
+
+def _newton_done(norm, prev, scale):
+    """Newton's iteration stops at _RTOL, or at the rounding floor: certified
+    and no longer contracting."""
+    return norm <= _RTOL * scale or (
+        norm > _CONTRACTION * prev and norm <= _RTOL_CERTIFIED * scale)
 _MAX_CHORD_ITER = 50
 _MAX_NEWTON_ITER = 100
 # Steps after the first apply a single-precision copy of H^-1 where the
@@ -943,8 +950,7 @@ def _newton_iterations(adapter, Z, y_enc, s, scale=None, max_iter=None):
         grad = np.asarray(Z.T @ (s[:, None] * pointwise)).T.ravel()
         grad += current.penalty * current.theta
         norm = np.linalg.norm(grad)
-        if norm <= _RTOL * scale or (
-                norm > _CONTRACTION * prev and norm <= _RTOL_CERTIFIED * scale):
+        if _newton_done(norm, prev, scale):
             break
         if n_iter == max_iter:
             break
@@ -1183,8 +1189,7 @@ class _TorchLeaveOneOut:
         prev = np.inf
         n_iter = 0
         for n_iter in range(max_iter + 1):
-            if norm <= _RTOL * scale or (
-                    norm > _CONTRACTION * prev and norm <= _RTOL_CERTIFIED * scale):
+            if _newton_done(norm, prev, scale):
                 break
             if n_iter == max_iter:
                 break
