@@ -59,13 +59,6 @@ __all__ = ["loo_influence"]
 _RTOL = 1e-13  # an iteration stops as soon as it gets here
 _RTOL_CERTIFIED = 1e-11  # or here, once it stops decreasing (rounding floor)
 _CONTRACTION = 0.5  # a slower chord step hands the refit to Newton's method
-
-
-def _newton_done(norm, prev, scale):
-    """Newton's iteration stops at _RTOL, or at the rounding floor: certified
-    and no longer contracting."""
-    return norm <= _RTOL * scale or (
-        norm > _CONTRACTION * prev and norm <= _RTOL_CERTIFIED * scale)
 _MAX_CHORD_ITER = 50
 _MAX_NEWTON_ITER = 100
 # Steps after the first apply a single-precision copy of H^-1 where the
@@ -73,6 +66,13 @@ _MAX_NEWTON_ITER = 100
 # double-precision gradient alone, the step's error (~6e-8 * kappa,
 # relative) only adds to the contraction rate.
 _FLOAT32_MAX_COND = 1e5
+
+
+def _newton_done(norm, prev, scale):
+    """Newton's iteration stops at _RTOL, or at the rounding floor: certified
+    and no longer contracting."""
+    return norm <= _RTOL * scale or (
+        norm > _CONTRACTION * prev and norm <= _RTOL_CERTIFIED * scale)
 
 
 def loo_influence(
