@@ -22,6 +22,7 @@ from sklearn.utils import gen_batches
 from sklearn.utils.parallel import Parallel, delayed
 
 from .models._glm import right_contract
+from .utils._array import to_numpy
 from .utils._compat import get_chunk_n_rows
 
 
@@ -62,21 +63,24 @@ class DenseRows:
     """Training rows known by their gradients, (n_rows, n_params) per chunk.
 
     ``grads(rows)`` returns the gradients of the rows in slice ``rows``
-    (torch models: per-row autograd, or slices of a cached matrix).
+    (torch models: per-row autograd, or slices of a cached matrix, as
+    tensors on the model's device, contracted there), of ``itemsize``
+    bytes a float.
     """
 
-    def __init__(self, n, grads):
-        self.n, self.grads = n, grads
+    def __init__(self, n, grads, itemsize=8):
+        self.n, self.grads, self.itemsize = n, grads, itemsize
 
     def row_bytes(self, n_params):
-        return 8 * n_params  # the chunk's gradients
+        return self.itemsize * n_params  # the chunk's gradients
 
     def contract(self, L, rows):
         return L @ self.grads(rows).T
 
 
 def _block(L, train, rows, finish, sign, extra=None):
-    out = train.contract(L, rows)
+    # Scores leave the device here, a chunk at a time.
+    out = to_numpy(train.contract(L, rows))
     if extra is not None:  # low-rank term: (E_left, E_right rows of the chunk)
         out += extra[0] @ extra[1].T
     if finish is not None:

@@ -23,6 +23,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted
 from ._engine import Engine
 from ._scoring import DenseRows
 from .solvers import make_solver, resolve_method
+from .utils._array import to_numpy
 from .utils._threads import one_blas_thread
 from .utils._validation import check_targets, encode_labels
 
@@ -213,22 +214,24 @@ class DirectionalRows:
 
 
 def _train_rows(adapter, n_left):
-    """The training rows' gradients for the shared scoring module.
+    """The training rows' gradients for the shared scoring module, tensors on
+    the module's device.
 
     All of them, computed once and cached by the adapter where they fit its
     budget; otherwise, for a few rows of L (``DIRECTIONAL_MAX_ROWS``),
     forward-mode contractions; else each chunk of rows' gradients.
     """
-    if 8 * adapter.n_train * adapter.n_params <= TRAIN_GRAD_BYTES:
+    item = adapter.theta_t.element_size()
+    if item * adapter.n_train * adapter.n_params <= TRAIN_GRAD_BYTES:
         _, G = next(adapter.train_grad_chunks(max_bytes=TRAIN_GRAD_BYTES))
-        return DenseRows(adapter.n_train, G.__getitem__)
+        return DenseRows(adapter.n_train, G.__getitem__, item)
     if n_left <= DIRECTIONAL_MAX_ROWS:
         return DirectionalRows(adapter)
 
     def grads(rows):
         return adapter._grad_rows(adapter._loss_one, adapter.X[rows], adapter.y[rows])
 
-    return DenseRows(adapter.n_train, grads)
+    return DenseRows(adapter.n_train, grads, item)
 
 
 def influence_on_params_torch(est, X, y, sample_weight=None):
@@ -237,7 +240,7 @@ def influence_on_params_torch(est, X, y, sample_weight=None):
         raise ValueError("sample_weight is not supported for torch models.")
     adapter = _check(est)
     y = _targets(adapter.model, X, y)
-    return est._solver.solve(adapter.user_grad_rows(X, y).T).T
+    return to_numpy(est._solver.solve(adapter.user_grad_rows(X, y).T).T)
 
 
 def self_influence_torch(est, X=None, y=None, sample_weight=None):
@@ -248,13 +251,14 @@ def self_influence_torch(est, X=None, y=None, sample_weight=None):
     if X is None:
         if y is not None:
             raise ValueError("y was given without X; pass both or neither.")
-        out = []
-        for _, G in adapter.train_grad_chunks():
-            out.append(np.sum(G * est._solver.solve(G.T).T, axis=1))
-        return np.concatenate(out)
+        return np.concatenate([_own(est, G) for _, G in adapter.train_grad_chunks()])
     if y is None:
         raise ValueError("self_influence needs y together with X.")
-    G = adapter.user_grad_rows(X, _targets(adapter.model, X, y))
-    return np.sum(G * est._solver.solve(G.T).T, axis=1)
+    return _own(est, adapter.user_grad_rows(X, _targets(adapter.model, X, y)))
+
+
+def _own(est, G):
+    """``g_j' H^-1 g_j`` for the rows of G (a tensor), in NumPy."""
+    return to_numpy((G * est._solver.solve(G.T).T).sum(dim=1))
 
 

@@ -129,18 +129,20 @@ class TorchModel(BaseEstimator):
     device : str or torch.device, default=None
         Where to compute; None keeps the module's device.
     dtype : str or torch.dtype, default="float64"
-        Floating type of the computation: per-row gradients and Hessian (or
-        Gauss-Newton) products are computed in it (float32 halves their
-        memory); the solvers always run in float64, on these converted at
-        the boundary. None keeps the module's. The
-        module is copied when it has to be converted. float32 is supported:
-        on a 64-16-10 tanh MLP (300 digits, weight decay 1e-2), scores in
-        float32 are within 1e-6 of float64's, relative to their largest
-        (``max|S32 - S64| / max|S64|``: 5e-7 with ``method="direct"``, 1.2e-6
-        with "cg" at ``tol=1e-6``), with Spearman correlations 1.0000000 per
-        test row. Products in float32 are exact to about 1e-7 relative, so
-        cg cannot reach ``tol`` much below 1e-6 (it warns): use float64 for
-        tighter solves, or for ill-conditioned curvature.
+        Floating type of the computation. Per-row gradients, Hessian (or
+        Gauss-Newton) products, the solvers' iterates and the contraction
+        with training gradients all run in it, on ``device``: NumPy appears
+        only at the public boundary, where scores leave as float64 arrays.
+        None keeps the module's. The module is copied when it has to be
+        converted. float32 halves memory and is supported: on a 64-16-10
+        tanh MLP (300 digits, weight decay 1e-2), scores in float32 are
+        within 2e-6 of float64's, relative to their largest
+        (``max|S32 - S64| / max|S64|``: 9e-7 with ``method="direct"``,
+        1.8e-6 with "cg" at ``tol=1e-6``), with Spearman correlations
+        1.0000000 per test row. float32 products and solves are exact to
+        about 1e-7 relative, so cg cannot reach ``tol`` much below 1e-6
+        (it warns): use float64, the default, for tighter solves or for
+        ill-conditioned curvature.
     classes : array-like, default=None
         Class labels, in the order of the module's outputs. Defaults to
         ``np.unique(y)`` at ``fit`` for classification losses.

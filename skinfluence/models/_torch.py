@@ -169,28 +169,27 @@ class TorchAdapter:
 
     @_locked
     def _grad_rows(self, f, Xt, yt):
-        """Per-row gradients of ``f``, (n, n_params) float64, filled in place.
+        """Per-row gradients of ``f``, an (n, n_params) tensor of the module's
+        dtype on its device, filled in place.
 
         Each vectorised pass computes at most ``GRAD_PASS_BYTES`` of them
-        (and at most ``batch_size`` rows), copied straight into the output,
-        which a float64 CPU module shares with torch (no concatenation, no
-        conversion).
+        (and at most ``batch_size`` rows), copied straight into the output
+        (no concatenation).
         """
         n = Xt.shape[0]
-        G = np.empty((n, self.n_params))
+        G = torch.empty((n, self.n_params), dtype=self.dtype, device=self.device)
         if n == 0:
             return G
-        Gt = torch.from_numpy(G)
         per_row = vmap(grad(f), in_dims=(None, 0, 0))
         item = self.theta_t.element_size()
         step = max(1, min(self.batch_size, GRAD_PASS_BYTES // (item * self.n_params)))
         for start in range(0, n, step):
             b = slice(start, min(start + step, n))
-            Gt[b].copy_(per_row(self.theta_t, Xt[b], yt[b]).detach())
+            G[b].copy_(per_row(self.theta_t, Xt[b], yt[b]).detach())
         return G
 
     def user_grad_rows(self, X, y):
-        """Per-row gradients of the loss, (n_rows, n_params), in chunks."""
+        """Per-row gradients of the loss, an (n_rows, n_params) tensor."""
         return self._grad_rows(self._loss_one, self.model._to_tensor(X),
                                self.model._target_tensor(y))
 
@@ -204,7 +203,7 @@ class TorchAdapter:
 
     @_locked
     def output_grad_rows(self, X):
-        """Per-row gradients of the measured output, (n_rows, n_params).
+        """Per-row gradients of the measured output, an (n_rows, n_params) tensor.
 
         The logit of the predicted class for classifiers (for one logit, the
         margin toward the predicted class), the output (summed over outputs)
@@ -223,22 +222,22 @@ class TorchAdapter:
         return self._grad_rows(self._measurement, Xt, k)
 
     def train_grad_chunks(self, max_bytes=2**28):
-        """Yield ``(slice, G)``: per-row training gradients by chunks of rows.
+        """Yield ``(slice, G)``: per-row training gradients by chunks of rows,
+        tensors on the module's device.
 
-        Cached (read-only) when all of them fit in ``max_bytes``, else
-        recomputed.
+        Cached when all of them fit in ``max_bytes`` (shared by every
+        caller, who must not write to it), else recomputed.
         """
+        item = self.theta_t.element_size()
         with self._lock:  # computed once, by whichever thread comes first
             if (self._train_grads is None
-                    and 8 * self.n_train * self.n_params <= max_bytes):
-                G = self._grad_rows(self._loss_one, self.X, self.y)
-                G.flags.writeable = False  # shared by every caller
-                self._train_grads = G
+                    and item * self.n_train * self.n_params <= max_bytes):
+                self._train_grads = self._grad_rows(self._loss_one, self.X, self.y)
             G = self._train_grads
         if G is not None:
             yield slice(0, self.n_train), G
             return
-        step = max(1, max_bytes // (8 * self.n_params))
+        step = max(1, max_bytes // (item * self.n_params))
         for start in range(0, self.n_train, step):
             b = slice(start, min(start + step, self.n_train))
             yield b, self._grad_rows(self._loss_one, self.X[b], self.y[b])
@@ -251,9 +250,9 @@ class TorchAdapter:
         row v of V (shape (k, n_params)): one Jacobian-vector product of the
         rows' losses per direction (``vmap`` over ``PRODUCT_COLUMNS`` of
         them at a time), instead of a backward pass per row and an
-        (n_rows, n_params) matrix. Returns a (k, n_rows) array.
+        (n_rows, n_params) matrix. Returns a (k, n_rows) tensor.
         """
-        Vt = self._tensor(V)
+        Vt = V.to(self.dtype)
         x, t = self.X[rows], self.y[rows]
 
         def losses(theta):
@@ -266,7 +265,7 @@ class TorchAdapter:
                           device=self.device)
         for c in range(0, Vt.shape[0], PRODUCT_COLUMNS):
             out[c:c + PRODUCT_COLUMNS] = vmap(along)(Vt[c:c + PRODUCT_COLUMNS])
-        return out.detach().cpu().numpy().astype(np.float64, copy=False)
+        return out.detach()
 
     @_locked
     def objective_gradient(self):
@@ -395,26 +394,33 @@ class TorchAdapter:
         curvature is linearised once, at its first product, and kept while
         ``LINEARISATION_MAX_BYTES`` allows (see ``_Linearisation``); the
         mini-batches of ``rows`` (LiSSA's samples) are linearised for the
-        one product. Computed in the module's dtype, returned in float64.
+        one product. Computed in the module's dtype on its device: a tensor
+        V gives a tensor; a NumPy V (a convenience for tests) float64 NumPy.
         """
-        Vt = self._tensor(V).T  # (k, n_params), a view of a float64 CPU V
+        if not torch.is_tensor(V):
+            return np.asarray(self.hvp(self._tensor(V), rows, scale).cpu().numpy(),
+                              dtype=np.float64)
+        Vt = V.to(self.dtype).T  # (k, n_params)
         out = torch.zeros(Vt.shape, dtype=self.dtype, device=self.device)
         batches = ([(b, True) for b in self._batches(self.n_train)]
                    if rows is None else [(rows, False)])
         for b, cache in batches:
             self._accumulate(out, Vt, b, cache)
         out.mul_(scale).add_(Vt, alpha=self.lambda_n)
-        return np.asarray(out.T.cpu().numpy(), dtype=np.float64)
+        return out.T
 
     def hessian(self):
-        """Dense Hessian (or Gauss-Newton matrix) of J (small n_params only)."""
-        H = self.hvp(np.eye(self.n_params))
+        """Dense Hessian (or Gauss-Newton matrix) of J (small n_params only), a
+        tensor on the module's device."""
+        H = self.hvp(torch.eye(self.n_params, dtype=self.dtype, device=self.device))
         return (H + H.T) / 2
 
     def hessian_operator(self):
-        """Matrix-free Hessian of J, with mini-batch products for LiSSA."""
+        """Matrix-free Hessian of J on the module's tensors, with mini-batch
+        products for LiSSA."""
         # Bound methods and partials, not closures: the operator pickles.
-        return HessianOperator(self.n_params, self.hvp, sample=self._sample)
+        return HessianOperator(self.n_params, self.hvp, sample=self._sample,
+                               template=self.theta_t.new_empty(0))
 
     def _sample(self, rng, batch_size):
         """``matmat`` of the unbiased mini-batch estimate of H on random rows."""

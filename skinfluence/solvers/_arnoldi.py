@@ -4,6 +4,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, eigsh
 from sklearn.utils import check_random_state
 
+from ..utils._array import is_torch, like, namespace, to_numpy
 from ._base import Solver, not_pd_error
 
 
@@ -47,7 +48,10 @@ class ArnoldiSolver(Solver):
         self.random_state = random_state
 
     def fit(self, H, null_space=None):
-        op = self.op_ = self._operator(H)
+        self.op_ = self._operator(H)
+        # ARPACK runs in NumPy: a torch operator's products come to the host
+        # here, and the eigenvectors go back to its device for the solves.
+        op = self.op_.host()
         self.null_space_ = null_space
         n = op.n_params
         rank = min(n, self.rank or 100)
@@ -73,6 +77,9 @@ class ArnoldiSolver(Solver):
         # Directions the objective cannot see carry eigenvalue ~0: drop them.
         keep = damped > 1e-12 * max(damped.max() if damped.size else 0.0, 1e-300)
         self.eigenvalues_, self.eigenvectors_ = vals[keep], vecs[:, keep]
+        template = self.op_.template
+        self._on = template if template is not None else np.empty(0)
+        self._U = like(np.ascontiguousarray(self.eigenvectors_), self._on)
         if op.diagonal is not None:
             trace, how = float(op.diagonal.sum()), "exact"
         else:
@@ -89,14 +96,20 @@ class ArnoldiSolver(Solver):
         return self
 
     def solve(self, B):
-        B = np.asarray(B, dtype=np.float64)
+        """``U diag(1 / (lambda + damping)) U' B``, in the operator's arrays."""
+        if is_torch(self._on) and not is_torch(B):
+            return to_numpy(self.solve(like(B, self._on)))
+        if not is_torch(B):
+            B = np.asarray(B, dtype=np.float64)
         squeeze = B.ndim == 1
         B = self._project(B.reshape(B.shape[0], -1))
-        U = self.eigenvectors_
+        U = self._U
         C = U.T @ B
-        b = np.linalg.norm(B, axis=0)
-        outside = np.linalg.norm(B - U @ C, axis=0) / np.where(b > 0, b, 1.0)
-        X = self._project(U @ (C / (self.eigenvalues_ + self.damping)[:, None]))
+        norm = namespace(B).linalg.vector_norm
+        b = to_numpy(norm(B, axis=0))
+        outside = to_numpy(norm(B - U @ C, axis=0)) / np.where(b > 0, b, 1.0)
+        inv = like(1.0 / (self.eigenvalues_ + self.damping), self._on)
+        X = self._project(U @ (C * inv[:, None]))
         rel, _ = self._residuals(X, B)
         worst_out = float(outside.max()) if outside.size else 0.0
         n, r = self.info_["n_params"], self.info_["rank"]

@@ -6,6 +6,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ..utils._array import is_torch, like, namespace, to_numpy
+
 
 class HessianOperator:
     """A symmetric positive semi-definite operator known by its products.
@@ -24,20 +26,50 @@ class HessianOperator:
     gram : GramStructure, default=None
         The GLM form ``Λ + Ψᵀ D Ψ`` of H, for the dual direct solve and the
         cost-based choice of solver.
+    template : torch.Tensor, default=None
+        For an operator on torch tensors (torch models), an empty tensor of
+        their dtype and device: ``matmat`` then takes and returns such
+        tensors, and the solvers keep their iterates there. None: NumPy.
     """
 
-    def __init__(self, n_params, matmat, *, diagonal=None, sample=None, gram=None):
+    def __init__(self, n_params, matmat, *, diagonal=None, sample=None, gram=None,
+                 template=None):
         self.n_params = n_params
         self.matmat = matmat
         self.diagonal = diagonal
         self.sample = sample
         self.gram = gram
+        self.template = template
 
     @classmethod
     def from_dense(cls, H):
+        if is_torch(H):
+            import torch
+
+            return cls(H.shape[0], functools.partial(torch.matmul, H),
+                       template=H.new_empty(0))
         H = np.asarray(H)
         return cls(H.shape[0], functools.partial(np.matmul, H),
                    diagonal=np.diag(H).copy())
+
+    def host(self):
+        """This operator on float64 NumPy arrays: itself, or a torch operator
+        whose products are moved to the host (for ARPACK and the per-column
+        CG recursion, which run in NumPy)."""
+        if self.template is None:
+            return self
+        return HessianOperator(self.n_params, _OnHost(self.matmat, self.template),
+                               diagonal=self.diagonal)
+
+
+class _OnHost:
+    """``matmat`` of a torch operator taking and returning NumPy arrays."""
+
+    def __init__(self, matmat, template):
+        self.matmat, self.template = matmat, template
+
+    def __call__(self, V):
+        return to_numpy(self.matmat(like(V, self.template)))
 
 
 class Solver:
@@ -65,7 +97,9 @@ class Solver:
 
     def _apply(self, X):
         """``(H + damping I) X`` with the fitted operator."""
-        AX = np.asarray(self.op_.matmat(X), dtype=np.float64)
+        AX = self.op_.matmat(X)
+        if not is_torch(AX):
+            AX = np.asarray(AX, dtype=np.float64)
         if self.damping:
             AX += self.damping * X  # matmat returns a new array
         return AX
@@ -74,11 +108,13 @@ class Solver:
         """True relative residuals ``||(H + damping I) x - b|| / ||b||``, per column.
 
         One Hessian product (unless ``AX`` is given). A zero right-hand side
-        has residual ``||A x||``; a non-finite solution, ``inf``.
+        has residual ``||A x||``; a non-finite solution, ``inf``. The
+        residuals come back as a NumPy vector, R in the arrays' library.
         """
         R = (self._apply(X) if AX is None else AX) - B
-        b = np.linalg.norm(B, axis=0)
-        rel = np.linalg.norm(R, axis=0) / np.where(b > 0, b, 1.0)
+        norm = namespace(R).linalg.vector_norm
+        b = to_numpy(norm(B, axis=0))
+        rel = to_numpy(norm(R, axis=0)) / np.where(b > 0, b, 1.0)
         return np.where(np.isfinite(rel), rel, np.inf), R
 
     def _non_finite(self):

@@ -8,6 +8,7 @@ from scipy import linalg
 from scipy.linalg.blas import dgemm
 from threadpoolctl import ThreadpoolController
 
+from ..utils._array import eps, is_torch, like, namespace, to_numpy
 from ..utils._threads import one_blas_thread
 from ._base import Solver, not_pd_error
 from ._nystrom import NystromPreconditioner, check_rank
@@ -177,6 +178,15 @@ class CGSolver(Solver):
     def fit(self, H, null_space=None):
         self.op_ = self._operator(H)
         self.null_space_ = null_space
+        # Block CG where products are dear and few parameters share many
+        # right-hand sides (torch models: no GLM structure to precondition).
+        self.block_ = (self.op_.gram is None if self.block == "auto"
+                       else bool(self.block))
+        template = self.op_.template
+        if not self.block_:
+            # The per-column recursion runs in NumPy: a torch operator's
+            # products come to the host (block CG keeps them on the device).
+            self.op_ = self.op_.host()
         n = self.op_.n_params
         self.max_iter_ = self.max_iter or min(1000, 10 * n)
         diag = self.op_.diagonal
@@ -201,12 +211,14 @@ class CGSolver(Solver):
         elif isinstance(pre, str) and pre == "nystrom":
             r = min(n, rank or nystrom_rank(self.op_))
             nys = NystromPreconditioner(r, random_state=self.random_state).fit(
-                self.op_, damping=self.damping, null_space=null_space)
+                self.op_.host(), damping=self.damping, null_space=null_space)
             # P^-1 = diag(inv_diag) + V diag(coef) V': the diagonal goes
-            # through the Jacobi step, the low-rank term is added to it.
-            self.inv_diag_ = nys.inv_diag_
+            # through the Jacobi step, the low-rank term is added to it
+            # (sketched in NumPy, applied where the iterates are).
+            on = template if self.block_ and template is not None else np.empty(0)
+            self.inv_diag_ = like(nys.inv_diag_, on)
             if nys.coef_.size:
-                self.low_rank_ = nys.basis_, nys.coef_
+                self.low_rank_ = like(nys.basis_, on), like(nys.coef_, on)
             name = "nystrom"
             extra = {"rank": nys.rank_, "sketch": nys.sketch_,
                      "sketch_columns": r}
@@ -230,10 +242,6 @@ class CGSolver(Solver):
                 f"preconditioner must be 'jacobi', 'nystrom', 'auto', a fitted "
                 f"solver or None; got {pre!r}."
             )
-        # Block CG where products are dear and few parameters share many
-        # right-hand sides (torch models: no GLM structure to precondition).
-        self.block_ = (self.op_.gram is None if self.block == "auto"
-                       else bool(self.block))
         extra["block"] = self.block_
         self.info_ = {"method": "cg", "n_params": n, "damping": self.damping,
                       "tol": self.tol, "max_iter": self.max_iter_,
@@ -250,10 +258,21 @@ class CGSolver(Solver):
         return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def solve(self, B):
-        B = np.asarray(B, dtype=np.float64)
+        """Solutions of ``(H + damping I) X = B``, B of shape (n_params, k).
+
+        Block CG takes and returns the operator's arrays (torch tensors on
+        the model's device, or NumPy); the per-column recursion runs in
+        NumPy and returns B's kind.
+        """
+        if is_torch(B) and not self.block_:
+            return like(self.solve(to_numpy(B)), B)
+        if not is_torch(B):
+            B = np.asarray(B, dtype=np.float64)
         squeeze = B.ndim == 1
-        B = np.ascontiguousarray(self._project(B.reshape(B.shape[0], -1)))
-        b_norm = np.sqrt(np.einsum("ij,ij->j", B, B))
+        B = self._project(B.reshape(B.shape[0], -1))
+        if not is_torch(B):
+            B = np.ascontiguousarray(B)
+        b_norm = to_numpy(namespace(B).linalg.vector_norm(B, axis=0))
         if not np.all(np.isfinite(b_norm)):
             raise self._non_finite()
         iterate = self._iterate_block if self.block_ else self._iterate
@@ -264,9 +283,11 @@ class CGSolver(Solver):
         rel, R = self._residuals(X, B)
         redo = np.flatnonzero(rel > self.tol)
         restarts = 0
-        if redo.size and it < self.max_iter_ and np.all(np.isfinite(X)):
-            D, used = iterate(np.ascontiguousarray(-R[:, redo]),
-                                    b_norm[redo], self.max_iter_ - it)
+        if redo.size and it < self.max_iter_ and np.all(np.isfinite(rel)):
+            # (NumPy indices index torch tensors too.)
+            R = -R[:, redo]
+            D, used = iterate(R if is_torch(R) else np.ascontiguousarray(R),
+                              b_norm[redo], self.max_iter_ - it)
             X[:, redo] += self._project(D)
             rel[redo], _ = self._residuals(X[:, redo], B[:, redo])
             it, restarts = it + used, 1
@@ -275,10 +296,13 @@ class CGSolver(Solver):
                       "(solver_params={'max_iter': ...}), loosen tol, or set "
                       "damping > 0.")
         else:
+            single = eps(B) > 1e-10
             advice = ("CG's recursion converged but the true residual did not "
                       "follow (the damped Hessian is too ill-conditioned for "
-                      "this tol in double precision): loosen tol or set "
-                      "damping > 0.")
+                      f"this tol in {'single' if single else 'double'} "
+                      "precision): loosen tol or set damping > 0"
+                      + (", or compute in float64 (TorchModel's dtype)."
+                         if single else "."))
         self.info_["total_iterations"] = self.info_.get("total_iterations", 0) + it
         self._certify(rel, advice, iterations=it, restarts=restarts)
         return X[:, 0] if squeeze else X
@@ -306,14 +330,24 @@ class CGSolver(Solver):
         depend on the basis chosen. ``P'(H + damping I)P`` is the block's
         curvature: not positive definite, it raises as a scalar
         ``p'Ap <= 0`` does.
+
+        Written against the array API: the (n_params, k) blocks stay in B's
+        library, on its device and in its dtype (torch tensors for torch
+        models); only the k x k algebra comes to the host, in float64.
         """
+        xp = namespace(B)
+        norm = xp.linalg.vector_norm
         # Columns scaled to the norms they are judged against: the QR then
         # drops a direction for being spanned, not for being small.
-        scale = np.where(b_norm > 0, b_norm, 1.0)
+        scale = like(np.where(b_norm > 0, b_norm, 1.0), B)
         R = B / scale
-        X = np.zeros_like(R)
+        X = xp.zeros_like(R)
         target = np.where(b_norm > 0, self.tol, 0.0)
         it = 0
+
+        def small(A):  # a k x k block, in float64 on the host
+            return to_numpy(A)
+
         # The block's own algebra (n x k x k products, k x k factorisations)
         # on one BLAS thread: two, beside torch's threads, made each a
         # spin-wait (a 50 x 50 solve took 8 ms).
@@ -321,7 +355,7 @@ class CGSolver(Solver):
         try:
             P = self._orth(self._project(self._precondition_block(R)))
             while P.shape[1] and it < max_iter:
-                if np.all(np.linalg.norm(R, axis=0) <= target):
+                if np.all(to_numpy(norm(R, axis=0)) <= target):
                     break
                 it += 1
                 one_blas_thread.__exit__()  # products at full width
@@ -329,7 +363,8 @@ class CGSolver(Solver):
                     Q = self._apply(P)
                 finally:
                     one_blas_thread.__enter__()
-                PQ = 0.5 * (P.T @ Q + Q.T @ P)
+                PQ = small(P.T @ Q)
+                PQ = 0.5 * (PQ + PQ.T)
                 try:
                     factor = linalg.cho_factor(PQ, lower=False, check_finite=True)
                 except (linalg.LinAlgError, ValueError):
@@ -337,13 +372,13 @@ class CGSolver(Solver):
                     raise not_pd_error(float(w[0]), self.damping, hint=self.hint,
                                        where="on a block of search directions"
                                        ) from None
-                alpha = linalg.cho_solve(factor, P.T @ R)
+                alpha = like(linalg.cho_solve(factor, small(P.T @ R)), B)
                 X += P @ alpha
                 R -= Q @ alpha
-                if np.all(np.linalg.norm(R, axis=0) <= target):
+                if np.all(to_numpy(norm(R, axis=0)) <= target):
                     break
                 Z = self._project(self._precondition_block(R))
-                beta = -linalg.cho_solve(factor, Q.T @ Z)
+                beta = like(-linalg.cho_solve(factor, small(Q.T @ Z)), B)
                 P = self._orth(Z + P @ beta)
         finally:
             one_blas_thread.__exit__()
@@ -359,10 +394,12 @@ class CGSolver(Solver):
         """
         if W.shape[1] == 0:
             return W
-        Qw, Rw = np.linalg.qr(W)
-        d = np.abs(np.diag(Rw))
-        keep = d > 1e-12 * max(d.max(), 1e-300)
-        return np.ascontiguousarray(Qw[:, keep])
+        xp = namespace(W)
+        Qw, Rw = xp.linalg.qr(W)
+        d = np.abs(to_numpy(xp.linalg.diagonal(Rw)))
+        keep = np.flatnonzero(d > 1e-12 * max(d.max(), 1e-300))
+        Q = Qw[:, keep]
+        return Q if is_torch(Q) else np.ascontiguousarray(Q)
 
     def _iterate(self, B, b_norm, max_iter):
         """Run CG from zero on the columns of B until each residual is at

@@ -7,6 +7,7 @@ from scipy.linalg import LinAlgError, cho_solve, eigvalsh
 from scipy.linalg.lapack import dpotrf, dpotri
 from threadpoolctl import threadpool_limits
 
+from ..utils import _array
 from ._base import HessianOperator, Solver
 
 #: Column block of :func:`_symmetrize_from_upper`.
@@ -128,7 +129,10 @@ class DirectSolver(Solver):
 
     def fit(self, H, null_space=None):
         if isinstance(H, HessianOperator):  # small problems only
-            H = H.matmat(np.eye(H.n_params))
+            eye = np.eye(H.n_params)
+            H = H.matmat(eye if H.template is None else _array.like(eye, H.template))
+        if _array.is_torch(H):
+            return self._fit_torch(H, null_space)
         H = np.asarray(H, dtype=np.float64)
         n = H.shape[0]
         self.null_space_ = null_space
@@ -165,7 +169,31 @@ class DirectSolver(Solver):
         }
         return self
 
+    def _fit_torch(self, H, null_space):
+        """Cholesky by ``torch.linalg`` on H's device, in its dtype (torch
+        models have no null space)."""
+        if null_space is not None:
+            raise ValueError("a null space is not supported on torch tensors")
+        n = H.shape[0]
+        A = H + self.damping * _array.namespace(H).eye(n, dtype=H.dtype,
+                                                       device=H.device)
+        L = _array.cholesky(A)
+        pivots = None if L is None else _array.to_numpy(L.diagonal()) ** 2
+        if L is None or (n and pivots.min() <= 1e-13 * max(pivots.max(), 1e-300)):
+            raise ValueError(_not_pd_message(_array.to_numpy(A), None, self.damping,
+                                             self.hint))
+        self.null_space_ = None
+        self.factor_ = L
+        self.info_ = {"method": "direct", "form": "primal", "n_params": n,
+                      "damping": self.damping, "null_space_dim": 0,
+                      "min_pivot": float(np.sqrt(pivots.min())) if n else 0.0,
+                      "device": str(H.device), "dtype": str(H.dtype)}
+        return self
+
     def solve(self, B):
+        if _array.is_torch(self.factor_):
+            return _array.cho_solve(self.factor_, B.reshape(B.shape[0], -1)
+                                    ).reshape(B.shape)
         X = cho_solve(self.factor_, B, check_finite=False)
         if self.null_space_ is not None:
             N = self.null_space_

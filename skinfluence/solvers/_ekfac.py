@@ -7,6 +7,7 @@ Model Generalization with Influence Functions", 2023.
 
 import numpy as np
 
+from ..utils._array import is_torch, like, to_numpy
 from ._base import Solver
 
 #: Most bytes of the first pass's layer inputs and output gradients kept
@@ -369,8 +370,9 @@ class EKFACSolver(Solver):
         self.lambda_n_ = adapter.lambda_n
         self.layers_ = self._layers(adapter)
         Q, lams = self._fit_passes(adapter, self.layers_)
-        self.Q_ = [(QS.cpu().numpy(), QA.cpu().numpy()) for QS, QA in Q]
-        self.eigenvalues_ = [lam.cpu().numpy() for lam in lams]
+        # Kept as torch tensors on the module's device, in its dtype.
+        self.Q_ = [(QS, QA) for QS, QA in Q]
+        self.eigenvalues_ = list(lams)
         shift = self.lambda_n_ + self.damping
         top = max(float(e.max()) for e in self.eigenvalues_) + shift
         low = min(float(e.min()) for e in self.eigenvalues_) + shift
@@ -403,22 +405,23 @@ class EKFACSolver(Solver):
         return idx
 
     def solve(self, B):
+        """``(G_ekfac + lambda_n I + damping I)^-1 B`` for B (n_params, k).
+
+        In torch, on the factors' device and dtype (a torch model's); B may
+        be a tensor (returned as one) or a NumPy array (returned in float64).
+        """
         import torch
 
-        B = np.asarray(B, dtype=np.float64)
+        if not is_torch(B):
+            return to_numpy(self.solve(like(B, self.eigenvalues_[0])))
         squeeze = B.ndim == 1
-        B = np.ascontiguousarray(B.reshape(B.shape[0], -1))
-        X = np.zeros_like(B)
-        Bt, Xt = torch.from_numpy(B), torch.from_numpy(X)  # shared, no copies
+        Bt = B.reshape(B.shape[0], -1)
+        Xt = torch.zeros_like(Bt)
         shift = self.lambda_n_ + self.damping
-        k = B.shape[1]
-        # In torch (its threads are the ones that ran fit: numpy's BLAS
-        # right after them competes with their spinning), as plain GEMMs on
-        # contiguous blocks (a stacked matmul on strided views is not
-        # handed to BLAS by numpy).
+        k = Bt.shape[1]
+        # Plain GEMMs on contiguous blocks, layer by layer (its threads are
+        # the ones that ran fit).
         for lay, (QS, QA), lam in zip(self.layers_, self.Q_, self.eigenvalues_):
-            QS, QA, lam = (torch.from_numpy(np.asarray(v, dtype=np.float64))
-                           for v in (QS, QA, lam))
             d_out, d_in = lam.shape
             w0 = lay["weight"][0]
             V = Bt[w0:w0 + d_out * (d_in - (lay["bias"] is not None))].reshape(
@@ -436,4 +439,4 @@ class EKFACSolver(Solver):
                 Xt[b0:b0 + d_out] = V[:, -1]
                 V = V[:, :-1]
             Xt[w0:w0 + V.shape[0] * V.shape[1]] = V.reshape(-1, k)
-        return X[:, 0] if squeeze else X
+        return Xt[:, 0] if squeeze else Xt

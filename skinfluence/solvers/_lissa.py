@@ -3,17 +3,25 @@
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ..utils._array import is_torch, like, namespace, to_numpy
 from ._base import Solver, not_pd_error
+
+
+def _norm(a):
+    """Frobenius norm of a NumPy array or torch tensor, as a float."""
+    return float(namespace(a).linalg.vector_norm(a))
 
 
 def top_eigenvalue(op, rng, n_iter=30):
     """Largest eigenvalue of a PSD operator by power iteration (a bound above)."""
     v = rng.standard_normal((op.n_params, 1))
-    v /= np.linalg.norm(v)
+    if op.template is not None:
+        v = like(v, op.template)
+    v /= _norm(v)
     lam = 0.0
     for _ in range(n_iter):
         w = op.matmat(v)
-        lam = float(np.linalg.norm(w))
+        lam = _norm(w)
         if lam == 0:
             return 0.0
         v = w / lam
@@ -82,10 +90,11 @@ class LiSSASolver(Solver):
         ``I - A / scale`` from the largest iterate isolates the diverging
         direction, whose Rayleigh quotient tells which end.
         """
-        v = X[:, int(np.argmax(np.linalg.norm(X, axis=0)))][:, None]
+        col = np.argmax(to_numpy(namespace(X).linalg.vector_norm(X, axis=0)))
+        v = X[:, int(col)][:, None]
         curvature = np.nan
         for _ in range(30):
-            norm = np.linalg.norm(v)
+            norm = _norm(v)
             if not np.isfinite(norm) or norm == 0:
                 break
             v = v / norm
@@ -108,18 +117,30 @@ class LiSSASolver(Solver):
         return self.op_.matmat(X)
 
     def solve(self, B):
-        B = np.asarray(B, dtype=np.float64)
+        """Solutions of ``(H + damping I) X = B`` for B of shape (n_params, k),
+        in the operator's arrays (torch tensors on a torch model's device)."""
+        template = self.op_.template
+        if template is not None and not is_torch(B):
+            return to_numpy(self.solve(like(B, template)))
+        if template is None:
+            B = np.asarray(B, dtype=np.float64)
         squeeze = B.ndim == 1
         B = self._project(B.reshape(B.shape[0], -1))
-        b_norm = np.linalg.norm(B)
+        b_norm = _norm(B)
         rng = np.random.RandomState(self.seed_)
-        total = np.zeros_like(B)
+        total = namespace(B).zeros_like(B)
+        # X <- B + X - (H X + damping X) / scale, in place but for H X:
+        # X (1 - damping / scale) + B - H X / scale.
+        keep = 1.0 - self.damping / self.scale_
         for _ in range(self.repeats):
-            X = B.copy()
+            X = B + 0.0  # a copy, in either library
             for step in range(self.depth):
-                X = B + X - (self._product(X, rng) + self.damping * X) / self.scale_
+                HX = self._product(X, rng)
+                X *= keep
+                X += B
+                X -= HX / self.scale_
                 # While the series contracts, |X| <= (step + 1) |B|.
-                if step % 10 == 0 and not np.linalg.norm(X) <= 2 * (step + 2) * b_norm:
+                if step % 10 == 0 and not _norm(X) <= 2 * (step + 2) * b_norm:
                     raise self._divergence(X, step)
             total += X
         X = self._project(total / (self.repeats * self.scale_))
