@@ -24,7 +24,7 @@ METHODS = {
     "cg-nystrom": {"preconditioner": "nystrom", "rank": 20},
     "cg-ekfac": {"preconditioner": "ekfac"},
     "lissa": {"depth": 2000},
-    "arnoldi": {"rank": 40},
+    "arnoldi": {"rank": 50},
     "ekfac": {},
 }
 WEIGHT_DECAY = 0.05
