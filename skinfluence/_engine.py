@@ -22,7 +22,10 @@ Gauss-Newton matrix, EK-FAC) and ``g`` gradients in parameter space:
   by forward-mode passes (:class:`~skinfluence._torch_path.DirectionalRows`);
 - ``param_shifts``, ``self_influence``: parameter shifts and own-loss
   changes of given rows;
-- ``perturbation``: Koh & Liang's I_pert,loss, where the family has it.
+- ``perturbation``: Koh & Liang's I_pert,loss, where the family has it;
+- ``check_group_removal``, ``group_newton``: the family's refusals of a
+  group removal, and its Newton-corrected group estimate, where it has one
+  (the first-order group sums come from the shared scoring module).
 
 Each engine keeps its fitted state on the estimator (``_adapter``,
 ``_solver``, ...), so that a fitted estimator pickles as one object.
@@ -39,6 +42,16 @@ class Engine:
         raise ValueError(
             f"kind='perturbation' is not supported for {self.family} models; "
             "use kind='loss'."
+        )
+
+    def check_group_removal(self, est, masks, labels):
+        """Refuse a group whose removal leaves the objective without a minimum."""
+
+    def group_newton(self, est, X, y, masks, labels, n_steps):
+        raise ValueError(
+            f"estimate='newton' for groups applies to GLM families, not to "
+            f"{self.family} models; use estimate='influence' (the sum of the "
+            "rows' first-order influences)."
         )
 
 

@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from . import _newton
+from . import _groups, _newton
 from ._engine import Engine
 from ._perturbation import perturbation_influence
 from ._scoring import FactoredRows, NewtonLossChange
@@ -193,6 +193,14 @@ class GLMEngine(Engine):
 
     def perturbation(self, est, X, y, top_k):
         return perturbation_influence(est, X, y, top_k=top_k)
+
+    def check_group_removal(self, est, masks, labels):
+        _groups.refuse_lost_class(est, masks, labels)
+
+    def group_newton(self, est, X, y, masks, labels, n_steps):
+        Z, y_enc, _ = self._prepare(est, X, y)
+        thetas = _groups.newton_thetas(est, masks, labels, n_steps)
+        return _groups.newton_loss_changes(est, Z, y_enc, thetas)
 
     # ------------------------------------------------------------- helpers
     def _row_terms(self, est, Z, y_enc, s, grad, hess, w):

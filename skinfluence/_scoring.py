@@ -119,7 +119,7 @@ def _tqdm():
 
 
 def score_train_rows(L, train, *, finish=None, sign=1, top_k=None, n_jobs=None,
-                     verbose=0, n_out=None, extra=None):
+                     verbose=0, n_out=None, extra=None, groups=None):
     """Scores of every test row against every training row, chunked.
 
     ``L`` (rows of ``H^-1`` applied to test gradients) against ``train``, a
@@ -130,6 +130,10 @@ def score_train_rows(L, train, *, finish=None, sign=1, top_k=None, n_jobs=None,
     Returns the (n_out, n_train) matrix, or ``(indices, values)`` of shape
     (n_out, |top_k|) sorted from the most helpful (top_k > 0) or the most
     harmful (top_k < 0), without holding the full matrix.
+
+    With ``groups`` (a sparse 0/1 matrix (n_groups, n_train)), each chunk's
+    scores are summed into the groups its rows belong to, and the
+    (n_out, n_groups) sums are returned (``top_k`` then applies to them).
     """
     n_train = train.n
     n_out = L.shape[0] if n_out is None else n_out
@@ -144,7 +148,7 @@ def score_train_rows(L, train, *, finish=None, sign=1, top_k=None, n_jobs=None,
         row_bytes=row_bytes, max_n_rows=n_train,
         working_memory=get_config()["working_memory"] / n_workers,
     )
-    batches = gen_batches(n_train, chunk)
+    batches = list(gen_batches(n_train, chunk))
     # verbose > 0: one tqdm bar over the chunks, else joblib's own messages.
     tqdm = _tqdm() if verbose else None
     # Chunks are BLAS and sparse products, which release the GIL: threads
@@ -164,6 +168,14 @@ def score_train_rows(L, train, *, finish=None, sign=1, top_k=None, n_jobs=None,
     def part(b):
         return None if extra is None else (extra[0], extra[1][b])
 
+    if groups is not None:
+        groups = groups.tocsc()  # sliced by columns (training rows)
+        sums = np.zeros((groups.shape[0], n_out))
+        blocks = run(delayed(_block)(L, train, b, finish, sign, part(b))
+                     for b in batches)
+        for b, block in zip(batches, blocks):
+            sums += groups[:, b] @ block.T
+        return sums.T if top_k is None else top_k_columns(sums.T, top_k)
     if top_k is None:
         blocks = list(run(
             delayed(_block)(L, train, b, finish, sign, part(b)) for b in batches
@@ -179,3 +191,10 @@ def score_train_rows(L, train, *, finish=None, sign=1, top_k=None, n_jobs=None,
         vals = np.hstack([vals, b_vals])
         idx, vals = _top_k(vals, top_k, indices=idx)
     return _sort_top(idx, vals, top_k)
+
+
+def top_k_columns(values, k):
+    """``(indices, values)`` of each row's |k| largest (k > 0) or smallest
+    entries, sorted, from a matrix held whole."""
+    idx, vals = _top_k(values, k)
+    return _sort_top(idx, vals, k)
