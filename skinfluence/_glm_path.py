@@ -195,7 +195,7 @@ class GLMEngine(Engine):
         return perturbation_influence(est, X, y, top_k=top_k)
 
     def check_group_removal(self, est, masks, labels):
-        _groups.refuse_lost_class(est, masks, labels)
+        _groups.refuse_lost_class(est._adapter, est._y, est._w_train, masks, labels)
 
     def group_newton(self, est, X, y, masks, labels, n_steps):
         Z, y_enc, _ = self._prepare(est, X, y)

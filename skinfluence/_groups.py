@@ -110,25 +110,25 @@ def refuse_empty(masks, labels, n_train):
         )
 
 
-def refuse_lost_class(est, masks, labels):
+def refuse_lost_class(adapter, y_enc, w, masks, labels):
     """Refuse a group whose removal leaves the GLM's objective without a minimum.
 
     A classifier's unpenalised intercept of a class none of whose rows are
-    left (with positive weight) runs off to minus infinity: the refit has
-    no minimiser.
+    left (with positive weight ``w``) runs off to minus infinity: the refit
+    has no minimiser.
     """
-    a = est._adapter
+    a = adapter
     if a.classes is None or not a.fit_intercept:
         return
     K = a.n_outputs
     p = a.n_params // K
     if np.any(a.penalty[p - 1::p] > 0):  # a penalised intercept keeps a minimum
         return
-    weighted = est._w_train > 0
+    weighted = w > 0
     n_classes = len(a.classes)
     member = sp.csr_matrix(
-        (weighted.astype(np.float64), (est._y, np.arange(est._y.size))),
-        shape=(n_classes, est._y.size))
+        (weighted.astype(np.float64), (y_enc, np.arange(y_enc.size))),
+        shape=(n_classes, y_enc.size))
     # Weighted rows of each class that each group removes, against the total.
     removed = (masks.astype(np.float64) @ member.T).toarray()
     total = np.asarray(member.sum(axis=1)).ravel()

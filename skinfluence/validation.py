@@ -40,7 +40,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import gen_batches
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._hinge_qp import hinge_refit
 from ._scoring import _tqdm
@@ -51,7 +51,7 @@ from .solvers import DirectSolver
 from .utils._compat import _check_sample_weight, get_chunk_n_rows
 from .utils._validation import check_features
 
-__all__ = ["loo_influence"]
+__all__ = ["linear_datamodeling_score", "loo_influence"]
 
 # Stopping and certification, in units of the gradient's rounding scale (the
 # norm of the sum of the absolute values of its terms, see _gradient_scale):
@@ -81,8 +81,9 @@ def loo_influence(
     y_train,
     X_test,
     y_test,
-    train_indices,
+    train_indices=None,
     *,
+    groups=None,
     sample_weight=None,
     epsilon=None,
     t=0.1,
@@ -118,8 +119,19 @@ def loo_influence(
         Test rows, raw.
     y_test : array-like of shape (n_test,)
         Test targets.
-    train_indices : array-like of int
-        Training rows to leave out, one refit each.
+    train_indices : array-like of int, or groups
+        Training rows to leave out, one refit each. Or groups of rows, left
+        out together, one refit per group, in the two forms of
+        :meth:`InfluenceEstimator.group_influence
+        <skinfluence.InfluenceEstimator.group_influence>`: a boolean array
+        (or sparse matrix) of shape (n_groups, n_train), or one
+        non-integer label per training row (columns in ``np.unique``
+        order). Integer arrays are row indices: give integer group labels
+        as ``groups``.
+    groups : array-like of shape (n_train,), default=None
+        Group labels of any type, integers included, one per training row
+        (instead of ``train_indices``): one refit per group, columns in
+        ``np.unique(groups)`` order. GLMs only.
     sample_weight : array-like of shape (n_train,), default=None
         Training weights the model was fitted with (not for torch models).
     epsilon : float, default=None
@@ -142,9 +154,11 @@ def loo_influence(
 
     Returns
     -------
-    influence : ndarray of shape (n_test, len(train_indices))
+    influence : ndarray of shape (n_test, len(train_indices)) or (n_test, n_groups)
         ``L(z_i; θ̂ without row j) − L(z_i; θ̂)`` in the test loss's units,
-        the layout of :meth:`InfluenceEstimator.score_influence`.
+        the layout of :meth:`InfluenceEstimator.score_influence` (of
+        :meth:`~skinfluence.InfluenceEstimator.group_influence` for
+        groups).
     info : dict
         Only with ``return_info=True``. The record of the refits, one entry
         per refit in the order of ``train_indices``:
@@ -279,6 +293,11 @@ def loo_influence(
     True
     """
     head, model = split_pipeline(estimator)
+    masks = _group_masks(train_indices, groups, _num_samples(X_train))
+    if masks is not None:
+        return _loo_groups(estimator, head, model, X_train, y_train, X_test, y_test,
+                           masks, sample_weight=sample_weight, epsilon=epsilon,
+                           t=t, return_info=return_info)
     train_indices = np.asarray(train_indices, dtype=np.intp).ravel()
     if is_torch_model(model):
         if head is not None:
@@ -314,6 +333,111 @@ def loo_influence(
         losses, info = refits.run(train_indices, Zs, ys, n_jobs=n_jobs,
                                   verbose=verbose)
     _warn_uncertified(info, train_indices)
+    influence = (losses[:, 1:] - losses[:, :1]) / removed
+    return (influence, info) if return_info else influence
+
+
+# --------------------------------------------------------------------------
+# Groups: one refit per group of rows left out together
+# --------------------------------------------------------------------------
+
+
+def _group_masks(train_indices, groups, n_train):
+    """Groups as CSR masks (n_groups, n_train), or None for row indices."""
+    from ._groups import check_groups
+
+    if groups is not None:
+        if train_indices is not None:
+            raise ValueError("Give train_indices or groups, not both.")
+        return check_groups(groups, n_train)[0]
+    if train_indices is None:
+        raise ValueError("loo_influence needs train_indices (or groups).")
+    if sp.issparse(train_indices):
+        return check_groups(train_indices, n_train)[0]
+    idx = np.asarray(train_indices)
+    if idx.ndim == 2 or (idx.ndim == 1 and idx.size and idx.dtype.kind not in "iu"):
+        if idx.ndim == 1 and idx.dtype.kind == "b":
+            raise ValueError(
+                "A 1-D boolean train_indices is ambiguous: give row indices "
+                "(np.flatnonzero(mask)) or one group as a (1, n_train) mask."
+            )
+        return check_groups(idx, n_train)[0]
+    return None
+
+
+def _loo_groups(estimator, head, model, X_train, y_train, X_test, y_test, masks, *,
+                sample_weight, epsilon, t, return_info):
+    """``loo_influence`` for groups: refit each objective without a group.
+
+    Each refit is damped Newton on the model's own objective with the
+    group's rows at weight 0 (lowered by ``epsilon``, with it), from the
+    polished baseline, Hessian re-formed at each step (``_newton_iterations``),
+    and certified like the row refits.
+    """
+    from ._groups import refuse_empty, refuse_lost_class
+
+    if is_torch_model(model):
+        raise ValueError("loo_influence refits groups of GLMs only; for torch "
+                         "models give train_indices, one row per refit.")
+    check_is_fitted(estimator)
+    Xt = X_train if head is None else head.transform(X_train)
+    Xt = check_features(Xt, getattr(model, "n_features_in_", None))
+    Xs = X_test if head is None else head.transform(X_test)
+    Xs = check_features(Xs, getattr(model, "n_features_in_", None))
+    y_train = np.asarray(y_train)
+    n_train = Xt.shape[0]
+    refuse_empty(masks, np.arange(masks.shape[0]), n_train)
+    sw = _check_sample_weight(sample_weight, Xt)
+    adapter = get_adapter(model, y=y_train, sample_weight=sample_weight,
+                          n_train=n_train, t=t)
+    removed = 1.0 if epsilon is None else float(epsilon)
+    Z = adapter.features(Xt)
+    y_enc = adapter.encode_y(y_train)
+    Zs, ys = adapter.features(Xs), adapter.encode_y(y_test)
+    labels = np.arange(masks.shape[0])
+    if epsilon is None:  # lowering weights by epsilon leaves every class
+        refuse_lost_class(adapter, y_enc, sw, masks, labels)
+    weights = [sw * (1.0 - removed * masks[g].toarray().ravel())
+               for g in range(masks.shape[0])]
+    if not adapter.smooth:
+        if adapter.n_outputs != 1:
+            raise ValueError(
+                "loo_influence refits hinge-loss models exactly for binary "
+                "problems only; this model has one-vs-rest outputs.")
+        thetas = []
+        base, a_full = hinge_refit(adapter, Z, y_enc, _row_scale(adapter, y_enc, sw))
+        thetas = [base] + [hinge_refit(adapter, Z, y_enc,
+                                       _row_scale(adapter, y_enc, w), a0=a_full)[0]
+                           for w in weights]
+        losses = _test_losses(adapter, Zs, ys, np.asarray(thetas))
+        info = _hinge_info(len(weights))
+    else:
+        s = _row_scale(adapter, y_enc, sw)
+        scale = _gradient_scale(adapter, Z, y_enc, s)
+        base, n_base = _newton_iterations(adapter, Z, y_enc, s, scale)
+        start = adapter.with_theta(base)
+        thetas, n_iter, norms = [base], [], []
+        for g, w in enumerate(weights):
+            s_g = _row_scale(adapter, y_enc, w)
+            try:
+                theta, n = _newton_iterations(start, Z, y_enc, s_g, scale)
+            except ValueError as exc:
+                raise ValueError(
+                    f"The objective without group {g} has no unique minimum (its "
+                    "Hessian is singular: the rows left do not determine every "
+                    "parameter), so there is no refit to measure."
+                ) from exc
+            thetas.append(theta)
+            n_iter.append(n)
+            norms.append(np.linalg.norm(
+                adapter.with_theta(theta).objective_gradient(Z, y_enc, s_g)))
+        b_norm = float(np.linalg.norm(start.objective_gradient(Z, y_enc, s)))
+        m = len(weights)
+        info = _refit_record(np.full(m, "newton", dtype=object),
+                             np.zeros(m, dtype=np.intp), np.asarray(n_iter),
+                             np.asarray(norms), ("newton", 0, n_base, b_norm), scale)
+        losses = _test_losses(adapter, Zs, ys, np.asarray(thetas))
+    _warn_uncertified(info, [f"group {g}" for g in range(masks.shape[0])])
     influence = (losses[:, 1:] - losses[:, :1]) / removed
     return (influence, info) if return_info else influence
 
@@ -827,7 +951,8 @@ def _warn_uncertified(info, rows):
         return
     worst = bad[np.argmax(rel[bad])]
     if worst < len(rows):
-        what = f"the refit without row {rows[worst]} ({info['method'][worst]})"
+        name = rows[worst] if isinstance(rows[worst], str) else f"row {rows[worst]}"
+        what = f"the refit without {name} ({info['method'][worst]})"
         absolute = info["grad_norm"][worst]
     else:
         what = f"the baseline refit ({info['baseline']['method']})"
@@ -1320,3 +1445,79 @@ def _warn_saddles(info, rows):
         ConvergenceWarning,
         stacklevel=3,
     )
+
+
+# --------------------------------------------------------------------------
+# Linear datamodeling score
+# --------------------------------------------------------------------------
+
+
+def linear_datamodeling_score(influence_estimator, X_train, y_train, X_test, y_test,
+                              *, n_subsets=100, fraction=0.5, n_steps=1,
+                              random_state=None, return_values=False):
+    """Linear datamodeling score (LDS) of a fitted InfluenceEstimator.
+
+    dattri's protocol (Park et al. 2023, "TRAK"): ``n_subsets`` random
+    subsets, each of ``fraction`` of the training rows; the wrapped model
+    refitted exactly on each (:func:`loo_influence` with the rows left out
+    as a group: warm-started, certified); the estimator's
+    :meth:`~skinfluence.InfluenceEstimator.group_influence` of the rows
+    left out, with the estimate it was built with, predicting each
+    subset's test losses; and, for each test row, the Spearman correlation
+    between predicted and actual loss changes across the subsets.
+
+    Parameters
+    ----------
+    influence_estimator : InfluenceEstimator
+        Fitted on ``(X_train, y_train)``, around a GLM family (the refits
+        are of GLMs).
+    X_train, y_train : array-like
+        Its training rows, raw.
+    X_test, y_test : array-like
+        The rows whose losses are predicted.
+    n_subsets : int, default=100
+    fraction : float, default=0.5
+        Share of the training rows each subset keeps, in (0, 1).
+    n_steps : int, default=1
+        Passed to ``group_influence`` (Newton steps, ``estimate="newton"``).
+    random_state : int, RandomState instance or None, default=None
+        Draws the subsets.
+    return_values : bool, default=False
+        Also return the predicted and actual loss changes, each of shape
+        (n_test, n_subsets), and the (n_subsets, n_train) boolean masks of
+        the rows kept.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_test,)
+        Spearman correlation per test row (1: the estimate orders the
+        subsets exactly as refitting does). Their mean is the LDS.
+    predicted, actual, kept : ndarrays
+        Only with ``return_values=True``.
+    """
+    from scipy.stats import spearmanr
+    from sklearn.utils import check_random_state
+
+    check_is_fitted(influence_estimator, "theta_")
+    if not isinstance(n_subsets, (int, np.integer)) or n_subsets < 2:
+        raise ValueError(f"n_subsets must be an integer >= 2; got {n_subsets!r}.")
+    n = influence_estimator.n_train_
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1); got {fraction!r}.")
+    size = int(round(fraction * n))
+    if not 0 < size < n:
+        raise ValueError(
+            f"fraction={fraction} keeps {size} of {n} training rows; a subset "
+            "must keep at least one row and leave at least one out.")
+    rng = check_random_state(random_state)
+    kept = np.zeros((n_subsets, n), dtype=bool)
+    for k in range(n_subsets):
+        kept[k, rng.choice(n, size, replace=False)] = True
+    predicted = influence_estimator.group_influence(X_test, y_test, ~kept,
+                                                    n_steps=n_steps)
+    w = getattr(influence_estimator, "_w_train", None)
+    actual = loo_influence(influence_estimator.estimator_, X_train, y_train, X_test,
+                           y_test, ~kept, sample_weight=w,
+                           t=getattr(influence_estimator, "t", 0.1))
+    scores = np.array([spearmanr(p, a).statistic for p, a in zip(predicted, actual)])
+    return (scores, predicted, actual, kept) if return_values else scores

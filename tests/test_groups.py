@@ -284,3 +284,70 @@ def test_woodbury_and_preconditioned_cg_steps_agree(name, monkeypatch):
     assert len(calls) == 4
     np.testing.assert_allclose(woodbury, cg, rtol=1e-8,
                                atol=1e-10 * np.abs(cg).max())
+
+
+# ------------------------------------------------------------ ground truth
+@pytest.mark.parametrize("name", CASES)
+def test_loo_influence_refits_groups(name):
+    from skinfluence.validation import loo_influence
+
+    data, make = CASES[name]
+    X, y, Xte, yte = data()
+    model = make().fit(X, y)
+    labels = _clusters(X)
+    masks = labels[None, :] == np.unique(labels)[:, None]
+    actual, info = loo_influence(model, X, y, Xte, yte, masks, return_info=True)
+    assert actual.shape == (len(yte), masks.shape[0]) and info["certified"]
+    for g in range(masks.shape[0]):
+        expected = _refit_loss_change(model, X, y, Xte, yte, np.flatnonzero(masks[g]))
+        np.testing.assert_allclose(actual[:, g], expected, rtol=1e-7,
+                                   atol=1e-9 * np.abs(expected).max())
+    # Integer labels through groups=, string labels through train_indices.
+    np.testing.assert_allclose(loo_influence(model, X, y, Xte, yte, groups=labels),
+                               actual, rtol=1e-12, atol=1e-15)
+    named = np.array([f"c{v}" for v in labels])
+    np.testing.assert_allclose(loo_influence(model, X, y, Xte, yte, named), actual,
+                               rtol=1e-12, atol=1e-15)
+    # And the group Newton estimate converges to it.
+    est = InfluenceEstimator(model, estimate="newton", tol=1e-12).fit(X, y)
+    np.testing.assert_allclose(est.group_influence(Xte, yte, masks, n_steps=10),
+                               actual, rtol=1e-7, atol=1e-8 * np.abs(actual).max())
+
+
+def test_loo_influence_groups_refusals():
+    from skinfluence.validation import loo_influence
+
+    X, y, Xte, yte = _digits()
+    model = _tight_logistic(C=0.2).fit(X, y)
+    with pytest.raises(ValueError, match="not both"):
+        loo_influence(model, X, y, Xte, yte, [0], groups=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="holds every training row of class 2"):
+        loo_influence(model, X, y, Xte, yte, (y == 2)[None, :])
+    with pytest.raises(ValueError, match="1-D boolean train_indices is ambiguous"):
+        loo_influence(model, X, y, Xte, yte, y == 2)
+
+
+def test_linear_datamodeling_score():
+    from skinfluence.validation import linear_datamodeling_score
+
+    X, y, Xte, yte = _diabetes(n=60)
+    ridge = InfluenceEstimator(Ridge(alpha=0.3).fit(X, y), estimate="newton").fit(X, y)
+    # Least squares: one Newton step is the refit, so the LDS is 1 exactly.
+    scores, pred, actual, kept = linear_datamodeling_score(
+        ridge, X, y, Xte, yte, n_subsets=12, random_state=0, return_values=True)
+    assert scores.shape == (len(yte),) and np.all(scores == 1.0)
+    assert kept.shape == (12, 60) and np.all(kept.sum(axis=1) == 30)
+    np.testing.assert_allclose(pred, actual, rtol=1e-8, atol=1e-10 * abs(actual).max())
+    # Logistic regression: first order < one Newton step < two, all high.
+    X, y, Xte, yte = _cancer()
+    model = _tight_logistic(C=0.5).fit(X, y)
+    lds = {}
+    for estimate, steps in [("influence", 1), ("newton", 1), ("newton", 2)]:
+        est = InfluenceEstimator(model, estimate=estimate).fit(X, y)
+        lds[estimate, steps] = linear_datamodeling_score(
+            est, X, y, Xte, yte, n_subsets=20, n_steps=steps, random_state=0).mean()
+    assert lds["influence", 1] < lds["newton", 1] <= lds["newton", 2] <= 1, lds
+    with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\)"):
+        linear_datamodeling_score(est, X, y, Xte, yte, fraction=1.0)
+    with pytest.raises(ValueError, match="n_subsets must be an integer >= 2"):
+        linear_datamodeling_score(est, X, y, Xte, yte, n_subsets=1)
