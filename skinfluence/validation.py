@@ -47,7 +47,7 @@ from ._scoring import _tqdm
 from ._torch_path import is_torch_model
 from .models import get_adapter, split_pipeline
 from .models._glm import GLMAdapter, MarginLoss, SoftmaxLoss, SquaredLoss, kron_rows
-from .solvers import DirectSolver
+from .solvers import CGSolver, DirectSolver
 from .utils._compat import _check_sample_weight, get_chunk_n_rows
 from .utils._validation import check_features
 
@@ -365,14 +365,45 @@ def _group_masks(train_indices, groups, n_train):
     return None
 
 
+def _krylov_step(base, Z, y_enc, s):
+    """Newton steps of the group refits by CG, preconditioned with the
+    baseline's factorised Hessian.
+
+    Each refit's Hessian differs from the baseline's by its group's rows
+    and by how far it moves: preconditioned by the baseline's inverse, CG
+    needs few products (one pass over the rows each) where a dense step
+    would form and factorise a new Hessian. A step CG cannot vouch for
+    falls back to that dense one.
+    """
+    _, hess = base.pointwise_grad_hess(y_enc, base.raw_prediction(Z))
+    try:
+        factor = DirectSolver(damping=0.0).fit(base.hessian(Z, s, hess),
+                                               null_space=base.null_space())
+    except ValueError:
+        return _dense_newton_step
+
+    def solve(current, Z, s, hess, grad):
+        cg = CGSolver(tol=1e-12, max_iter=200, preconditioner=factor).fit(
+            current.hessian_operator(Z, s, hess), null_space=current.null_space())
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", ConvergenceWarning)
+                return cg.solve(grad)
+        except (ConvergenceWarning, ValueError):
+            return _dense_newton_step(current, Z, s, hess, grad)
+
+    return solve
+
+
 def _loo_groups(estimator, head, model, X_train, y_train, X_test, y_test, masks, *,
                 sample_weight, epsilon, t, return_info):
     """``loo_influence`` for groups: refit each objective without a group.
 
     Each refit is damped Newton on the model's own objective with the
     group's rows at weight 0 (lowered by ``epsilon``, with it), from the
-    polished baseline, Hessian re-formed at each step (``_newton_iterations``),
-    and certified like the row refits.
+    polished baseline, its steps by CG preconditioned with the baseline's
+    factor (``_krylov_step``), and certified like the row refits: by the
+    gradient of its own objective at the result.
     """
     from ._groups import refuse_empty, refuse_lost_class
 
@@ -416,11 +447,13 @@ def _loo_groups(estimator, head, model, X_train, y_train, X_test, y_test, masks,
         scale = _gradient_scale(adapter, Z, y_enc, s)
         base, n_base = _newton_iterations(adapter, Z, y_enc, s, scale)
         start = adapter.with_theta(base)
+        step_solve = _krylov_step(start, Z, y_enc, s)
         thetas, n_iter, norms = [base], [], []
         for g, w in enumerate(weights):
             s_g = _row_scale(adapter, y_enc, w)
             try:
-                theta, n = _newton_iterations(start, Z, y_enc, s_g, scale)
+                theta, n = _newton_iterations(start, Z, y_enc, s_g, scale,
+                                              step_solve=step_solve)
             except ValueError as exc:
                 raise ValueError(
                     f"The objective without group {g} has no unique minimum (its "
@@ -1054,13 +1087,24 @@ def _refit_newton(model, adapter, X, y, sw, j, removed, max_iter=_MAX_NEWTON_ITE
     return _newton_iterations(adapter, Z, y_enc, s, max_iter=max_iter)[0]
 
 
-def _newton_iterations(adapter, Z, y_enc, s, scale=None, max_iter=None):
+def _dense_newton_step(current, Z, s, hess, grad):
+    """``H^-1 grad`` with the Hessian at ``current`` formed and factorised."""
+    solver = DirectSolver(damping=0.0).fit(
+        current.hessian(Z, s, hess), null_space=current.null_space())
+    return solver.solve(grad[:, None])[:, 0]
+
+
+def _newton_iterations(adapter, Z, y_enc, s, scale=None, max_iter=None,
+                       step_solve=_dense_newton_step):
     """Damped Newton's method on J (row factors s) from ``adapter.theta``.
 
     Stops at the criterion of :func:`_chord_iterations` on the gradient norm
     (``scale``: its rounding scale, measured here if None), or when the step
-    is at rounding level. Returns ``(theta, n_iter)``; raises ValueError
-    where the Hessian is singular.
+    is at rounding level. ``step_solve(current, Z, s, hess, grad)`` returns
+    the Newton step (by default from the Hessian formed and factorised; an
+    inexact step only slows the iteration, which stops on the gradient
+    alone). Returns ``(theta, n_iter)``; raises ValueError where the Hessian
+    is singular.
     """
     max_iter = _MAX_NEWTON_ITER if max_iter is None else max_iter
     if scale is None:
@@ -1080,10 +1124,7 @@ def _newton_iterations(adapter, Z, y_enc, s, scale=None, max_iter=None):
         if n_iter == max_iter:
             break
         prev = norm
-        solver = DirectSolver(damping=0.0).fit(
-            current.hessian(Z, s, hess), null_space=current.null_space()
-        )
-        step = solver.solve(grad[:, None])[:, 0]
+        step = step_solve(current, Z, s, hess, grad)
         if np.linalg.norm(step) <= 1e-14 * max(1.0, np.linalg.norm(current.theta)):
             break
         rate = 1.0
