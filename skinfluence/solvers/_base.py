@@ -30,16 +30,22 @@ class HessianOperator:
         For an operator on torch tensors (torch models), an empty tensor of
         their dtype and device: ``matmat`` then takes and returns such
         tensors, and the solvers keep their iterates there. None: NumPy.
+    columnwise : bool, default=False
+        A different operator per right-hand side (a family of Hessians, one
+        per column of B): ``matmat(V, cols)`` then applies to column i of V
+        the operator of right-hand side ``cols[i]``. Only the per-column
+        CG recursion takes such operators.
     """
 
     def __init__(self, n_params, matmat, *, diagonal=None, sample=None, gram=None,
-                 template=None):
+                 template=None, columnwise=False):
         self.n_params = n_params
         self.matmat = matmat
         self.diagonal = diagonal
         self.sample = sample
         self.gram = gram
         self.template = template
+        self.columnwise = columnwise
 
     @classmethod
     def from_dense(cls, H):
@@ -95,23 +101,27 @@ class Solver:
         N = getattr(self, "null_space_", None)
         return X if N is None else X - N @ (N.T @ X)
 
-    def _apply(self, X):
-        """``(H + damping I) X`` with the fitted operator."""
-        AX = self.op_.matmat(X)
+    def _apply(self, X, cols=None):
+        """``(H + damping I) X`` with the fitted operator (``cols``: the
+        right-hand sides X's columns belong to, for a columnwise operator)."""
+        if self.op_.columnwise:
+            AX = self.op_.matmat(X, np.arange(X.shape[1]) if cols is None else cols)
+        else:
+            AX = self.op_.matmat(X)
         if not is_torch(AX):
             AX = np.asarray(AX, dtype=np.float64)
         if self.damping:
             AX += self.damping * X  # matmat returns a new array
         return AX
 
-    def _residuals(self, X, B, AX=None):
+    def _residuals(self, X, B, AX=None, cols=None):
         """True relative residuals ``||(H + damping I) x - b|| / ||b||``, per column.
 
         One Hessian product (unless ``AX`` is given). A zero right-hand side
         has residual ``||A x||``; a non-finite solution, ``inf``. The
         residuals come back as a NumPy vector, R in the arrays' library.
         """
-        R = (self._apply(X) if AX is None else AX) - B
+        R = (self._apply(X, cols) if AX is None else AX) - B
         norm = namespace(R).linalg.vector_norm
         b = to_numpy(norm(B, axis=0))
         rel = to_numpy(norm(R, axis=0)) / np.where(b > 0, b, 1.0)

@@ -180,8 +180,11 @@ class CGSolver(Solver):
         self.null_space_ = null_space
         # Block CG where products are dear and few parameters share many
         # right-hand sides (torch models: no GLM structure to precondition).
-        self.block_ = (self.op_.gram is None if self.block == "auto"
-                       else bool(self.block))
+        self.block_ = (self.op_.gram is None and not self.op_.columnwise
+                       if self.block == "auto" else bool(self.block))
+        if self.block_ and self.op_.columnwise:
+            raise ValueError("block CG needs one operator for all right-hand "
+                             "sides; a columnwise operator takes block=False.")
         template = self.op_.template
         if not self.block_:
             # The per-column recursion runs in NumPy: a torch operator's
@@ -287,9 +290,9 @@ class CGSolver(Solver):
             # (NumPy indices index torch tensors too.)
             R = -R[:, redo]
             D, used = iterate(R if is_torch(R) else np.ascontiguousarray(R),
-                              b_norm[redo], self.max_iter_ - it)
+                              b_norm[redo], self.max_iter_ - it, columns=redo)
             X[:, redo] += self._project(D)
-            rel[redo], _ = self._residuals(X[:, redo], B[:, redo])
+            rel[redo], _ = self._residuals(X[:, redo], B[:, redo], cols=redo)
             it, restarts = it + used, 1
         if it >= self.max_iter_:
             advice = (f"CG stopped at max_iter={self.max_iter_}: raise max_iter "
@@ -317,7 +320,7 @@ class CGSolver(Solver):
             Z = Z + V @ (coef[:, None] * (V.T @ R))
         return Z
 
-    def _iterate_block(self, B, b_norm, max_iter):
+    def _iterate_block(self, B, b_norm, max_iter, columns=None):
         """Block CG (O'Leary 1980) on the columns of B, breakdown-free.
 
         All columns share one Krylov space: each iteration adds the span of
@@ -334,6 +337,7 @@ class CGSolver(Solver):
         Written against the array API: the (n_params, k) blocks stay in B's
         library, on its device and in its dtype (torch tensors for torch
         models); only the k x k algebra comes to the host, in float64.
+        (``columns`` is for columnwise operators, which block CG refuses.)
         """
         xp = namespace(B)
         norm = xp.linalg.vector_norm
@@ -401,10 +405,13 @@ class CGSolver(Solver):
         Q = Qw[:, keep]
         return Q if is_torch(Q) else np.ascontiguousarray(Q)
 
-    def _iterate(self, B, b_norm, max_iter):
+    def _iterate(self, B, b_norm, max_iter, columns=None):
         """Run CG from zero on the columns of B until each residual is at
         most ``tol * b_norm``; returns the solutions and iterations taken.
+        ``columns``: the right-hand sides B's columns are (for a columnwise
+        operator), ``arange`` by default.
         """
+        columns = np.arange(B.shape[1]) if columns is None else np.asarray(columns)
         k = B.shape[1]
         out = np.zeros_like(B)
         rel = np.zeros(k)
@@ -459,7 +466,7 @@ class CGSolver(Solver):
 
             while cols.size and it < max_iter:
                 it += 1
-                AP = self._apply(P)
+                AP = self._apply(P, columns[cols])
                 pap = sum(each(_dot, P, AP))
                 # p'Ap <= 0 along a non-zero direction: A is not positive
                 # definite, and CG's answer would be meaningless.

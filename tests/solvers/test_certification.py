@@ -134,9 +134,9 @@ def test_cg_restarts_from_the_true_residual(block):
     iterate = getattr(solver, name)
     calls = []
 
-    def sloppy(B, b_norm, max_iter):
+    def sloppy(B, b_norm, max_iter, **kw):
         calls.append(max_iter)
-        X, it = iterate(B, b_norm, max_iter)
+        X, it = iterate(B, b_norm, max_iter, **kw)
         return (X * (1 + 1e-3) if len(calls) == 1 else X), it
 
     setattr(solver, name, sloppy)
