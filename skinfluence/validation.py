@@ -1008,8 +1008,34 @@ def _warn_uncertified(info, rows):
 # --------------------------------------------------------------------------
 
 
+def _plain(model):
+    """The plain model a CV variant refitted at its chosen hyperparameter
+    (RidgeCV -> Ridge(alpha_), LogisticRegressionCV -> LogisticRegression(C_)),
+    coefficients copied; other models as they are."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    name = type(model).__name__
+    if name == "RidgeCV":
+        plain = Ridge(alpha=float(np.ravel(model.alpha_)[0]),
+                      fit_intercept=model.fit_intercept)
+    elif name == "LogisticRegressionCV":
+        plain = LogisticRegression(
+            C=float(np.ravel(model.C_)[0]), solver=model.solver,
+            fit_intercept=model.fit_intercept,
+            intercept_scaling=model.intercept_scaling,
+            class_weight=model.class_weight, max_iter=model.max_iter)
+        plain.classes_ = model.classes_
+    else:
+        return model
+    plain.coef_ = np.array(model.coef_, copy=True)
+    plain.intercept_ = np.array(model.intercept_, dtype=float, copy=True)
+    plain.n_features_in_ = model.n_features_in_
+    return plain
+
+
 def _newton_refits(model):
     """Whether leave-one-out refits use Newton's method on the objective."""
+    model = _plain(model)
     name = type(model).__name__
     if name.startswith("SGD"):
         return True
@@ -1027,6 +1053,7 @@ def _refit_native(model, adapter, X, y, sw, j, removed):
     """Refit the estimator itself, tight and warm-started; return its theta."""
     w = _weights_without(sw, j, removed)
     keep = w > 0
+    model = _plain(model)
     est = clone(model)
     name = type(model).__name__
     if name == "LogisticRegression" and model.solver == "liblinear":

@@ -1,6 +1,7 @@
 """scikit-learn's estimator checks on wrapped models."""
 
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -11,6 +12,8 @@ ESTIMATORS = [
     InfluenceEstimator(LogisticRegression()),
     InfluenceEstimator(Ridge()),
     InfluenceEstimator(make_pipeline(StandardScaler(), LogisticRegression())),
+    InfluenceEstimator(RidgeCV()),
+    InfluenceEstimator(GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2)),
 ]
 
 

@@ -3,23 +3,25 @@
 from ._glm import GLMAdapter
 from ._linear import linear_adapter
 from ._logistic import effective_logistic_penalty, logistic_adapter
-from ._pipeline import split_pipeline
+from ._pipeline import split_pipeline, unwrap_search
 from ._svm import svm_adapter
 
 SUPPORTED = (
-    "linear (LinearRegression, Ridge, SGDRegressor(loss='squared_error')), "
-    "logistic (LogisticRegression with an l2 penalty or none, "
-    "SGDClassifier(loss='log_loss')) and smooth-hinge SVM (LinearSVC, "
+    "linear (LinearRegression, Ridge, RidgeCV, SGDRegressor(loss='squared_error')), "
+    "logistic (LogisticRegression and LogisticRegressionCV with an l2 penalty "
+    "or none, SGDClassifier(loss='log_loss')) and smooth-hinge SVM (LinearSVC, "
     "SGDClassifier(loss='hinge')); and torch modules wrapped in "
-    "skinfluence.torch.TorchModel"
+    "skinfluence.torch.TorchModel; fitted searches (GridSearchCV, ...) of any "
+    "of them"
 )
 
 
 def _unwrap(model):
-    # FrozenEstimator keeps the fitted model in `.estimator`.
+    # FrozenEstimator keeps the fitted model in `.estimator`; a fitted search
+    # its refitted one in `.best_estimator_`.
     if type(model).__name__ == "FrozenEstimator":
-        return model.estimator
-    return model
+        return _unwrap(model.estimator)
+    return unwrap_search(model)
 
 
 def _refuse(message):
@@ -49,10 +51,11 @@ def check_supported(model):
     if name in ("LinearRegression", "Ridge") and getattr(model, "positive", False):
         _refuse(f"{name}(positive=True) is a constrained fit whose optimum is not "
                 "stationary; influence functions need an unconstrained model.")
-    if name == "LogisticRegression":
+    if name in ("LogisticRegression", "LogisticRegressionCV") and (
+            name == "LogisticRegression" or hasattr(model, "C_")):
         penalty = effective_logistic_penalty(model)
         if penalty not in ("l2", None):
-            _refuse(f"LogisticRegression with penalty {penalty!r} is not supported: "
+            _refuse(f"{name} with penalty {penalty!r} is not supported: "
                     f"{l1}. Use an l2 penalty (l1_ratio=0) or none (C=np.inf).")
     if name.startswith("SGD"):
         allowed = {"SGDRegressor": ("squared_error",),
@@ -85,8 +88,10 @@ def get_adapter(model, *, y, sample_weight, n_train, t=0.1):
 _KINDS = {
     "LinearRegression": linear_adapter,
     "Ridge": linear_adapter,
+    "RidgeCV": linear_adapter,
     "SGDRegressor": linear_adapter,
     "LogisticRegression": logistic_adapter,
+    "LogisticRegressionCV": logistic_adapter,
     "SGDClassifier": logistic_adapter,
     "LinearSVC": None,  # svm_adapter, which also takes the temperature
 }

@@ -4,6 +4,7 @@ Objectives, read off scikit-learn's sources:
 
 - LinearRegression: ``sum_j sw_j (y_j - raw_j)^2``;
 - Ridge: ``sum_j sw_j (y_j - raw_j)^2 + alpha ||w||^2`` (intercept free);
+  RidgeCV the same at its ``alpha_`` (its final fit on all rows);
 - SGDRegressor(loss="squared_error"): ``1/n sum_j sw_j 1/2 (y_j - raw_j)^2 +
   alpha/2 ||w||^2`` (penalty "l2"; intercept free).
 
@@ -44,10 +45,13 @@ def linear_adapter(est, y, sample_weight, n_train):
     fit_intercept = bool(est.fit_intercept)
     if name == "LinearRegression":
         alpha, scale = 0.0, 1.0
-    elif name == "Ridge":
-        alpha = np.asarray(est.alpha, dtype=np.float64)
+    elif name in ("Ridge", "RidgeCV"):
+        # RidgeCV: the Ridge it refits on all rows at the alpha it chose
+        # (the search over alphas is held fixed).
+        alpha = np.asarray(est.alpha if name == "Ridge" else est.alpha_,
+                           dtype=np.float64)
         if alpha.size != 1:
-            raise ValueError("Ridge with one alpha per target is not supported.")
+            raise ValueError(f"{name} with one alpha per target is not supported.")
         alpha, scale = float(alpha.ravel()[0]), 1.0
     else:  # SGDRegressor
         alpha = est.alpha if est.penalty == "l2" else 0.0

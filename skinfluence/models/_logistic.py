@@ -22,8 +22,23 @@ from ._glm import GLMAdapter, MarginLoss, SoftmaxLoss
 from ._linear import _penalty_vector
 
 
+def logistic_C(est):
+    """The C of LogisticRegression, or the ``C_`` LogisticRegressionCV chose."""
+    if type(est).__name__ == "LogisticRegressionCV":
+        return float(np.ravel(est.C_)[0])
+    return est.C
+
+
 def effective_logistic_penalty(est):
     """The penalty scikit-learn applies: "l2", "l1", "elasticnet" or None."""
+    if type(est).__name__ == "LogisticRegressionCV":
+        ratio = getattr(est, "l1_ratio_", None)
+        ratio = None if ratio is None else np.ravel(ratio)[0]
+        if ratio is None or (not isinstance(ratio, str) and (
+                ratio is None or np.isnan(ratio) or ratio == 0)):
+            penalty = getattr(est, "penalty", "deprecated")
+            return "l2" if penalty in ("deprecated", "l2") else penalty
+        return "l1" if ratio == 1 else "elasticnet"
     penalty = getattr(est, "penalty", "deprecated")
     if penalty == "deprecated":
         l1_ratio = getattr(est, "l1_ratio", 0.0)
@@ -109,16 +124,24 @@ def logistic_adapter(est, y, sample_weight, n_train):
     intercept = (
         np.asarray(est.intercept_, dtype=np.float64).ravel() if fit_intercept else None
     )
-    if name == "LogisticRegression":
+    if name in ("LogisticRegression", "LogisticRegressionCV"):
+        # LogisticRegressionCV: its final refit on all rows at C_ (the search
+        # over Cs is held fixed); without refit its coef_ is an average of
+        # the folds' fits, the minimum of no objective.
+        if name == "LogisticRegressionCV" and not est.refit:
+            raise ValueError(
+                "LogisticRegressionCV(refit=False) averages the folds' "
+                "coefficients, which minimise no objective; fit it with "
+                "refit=True.")
         penalty = effective_logistic_penalty(est)
         strength = 1.0 if penalty == "l2" else 0.0
-        scale = est.C if penalty == "l2" else 1.0
+        scale = logistic_C(est) if penalty == "l2" else 1.0
         intercept_strength = 0.0
         if est.solver == "liblinear" and fit_intercept:
             intercept_strength = 1.0 / est.intercept_scaling**2
         loss = MarginLoss("log_loss") if len(classes) == 2 else SoftmaxLoss()
         cw, balanced = resolve_class_weight(est, y, sample_weight)
-        desc = f"LogisticRegression ({'binary' if len(classes) == 2 else 'softmax'})"
+        desc = f"{name} ({'binary' if len(classes) == 2 else 'softmax'})"
     else:  # SGDClassifier(loss="log_loss")
         strength, scale, intercept_strength, cw, balanced = _sgd_settings(
             est, y, n_train)
