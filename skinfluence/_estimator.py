@@ -376,8 +376,10 @@ class InfluenceEstimator(
         return self._engine.param_shifts(self, X, y, sample_weight)
 
     def group_influence(self, X, y, groups, *, n_steps=1, top_k=None):
-        """Estimated change of each test loss if whole groups of training rows
-        were left out together.
+        """Estimated change of each test loss if whole groups of rows were left out.
+
+        Each group's training rows are left out together and the model
+        refitted: a source, a labeller, a cluster.
 
         Parameters
         ----------

@@ -1544,6 +1544,7 @@ def linear_datamodeling_score(influence_estimator, X_train, y_train, X_test, y_t
     X_test, y_test : array-like
         The rows whose losses are predicted.
     n_subsets : int, default=100
+        Number of random subsets, each one refit.
     fraction : float, default=0.5
         Share of the training rows each subset keeps, in (0, 1).
     n_steps : int, default=1
