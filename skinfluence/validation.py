@@ -309,17 +309,8 @@ def loo_influence(
         _warn_uncertified(info, train_indices)
         _warn_saddles(info, train_indices)
         return (influence, info) if return_info else influence
-    check_is_fitted(estimator)
-    Xt = X_train if head is None else head.transform(X_train)
-    Xt = check_features(Xt, getattr(model, "n_features_in_", None))
-    Xs = X_test if head is None else head.transform(X_test)
-    Xs = check_features(Xs, getattr(model, "n_features_in_", None))
-    y_train = np.asarray(y_train)
-    n_train = Xt.shape[0]
-    sw = _check_sample_weight(sample_weight, Xt)
-    adapter = get_adapter(
-        model, y=y_train, sample_weight=sample_weight, n_train=n_train, t=t
-    )
+    Xt, y_train, sw, adapter, Xs = _glm_inputs(
+        estimator, head, model, X_train, y_train, X_test, sample_weight, t)
     Zs = adapter.features(Xs)
     ys = adapter.encode_y(y_test)
     removed = 1.0 if epsilon is None else float(epsilon)
@@ -340,6 +331,21 @@ def loo_influence(
 # --------------------------------------------------------------------------
 # Groups: one refit per group of rows left out together
 # --------------------------------------------------------------------------
+
+
+def _glm_inputs(estimator, head, model, X_train, y_train, X_test, sample_weight, t):
+    """A GLM's training and test features through the fixed Pipeline head,
+    checked; y, the sample weights and the model's adapter."""
+    check_is_fitted(estimator)
+    Xt = X_train if head is None else head.transform(X_train)
+    Xt = check_features(Xt, getattr(model, "n_features_in_", None))
+    Xs = X_test if head is None else head.transform(X_test)
+    Xs = check_features(Xs, getattr(model, "n_features_in_", None))
+    y_train = np.asarray(y_train)
+    sw = _check_sample_weight(sample_weight, Xt)
+    adapter = get_adapter(model, y=y_train, sample_weight=sample_weight,
+                          n_train=Xt.shape[0], t=t)
+    return Xt, y_train, sw, adapter, Xs
 
 
 def _group_masks(train_indices, groups, n_train):
@@ -410,17 +416,9 @@ def _loo_groups(estimator, head, model, X_train, y_train, X_test, y_test, masks,
     if is_torch_model(model):
         raise ValueError("loo_influence refits groups of GLMs only; for torch "
                          "models give train_indices, one row per refit.")
-    check_is_fitted(estimator)
-    Xt = X_train if head is None else head.transform(X_train)
-    Xt = check_features(Xt, getattr(model, "n_features_in_", None))
-    Xs = X_test if head is None else head.transform(X_test)
-    Xs = check_features(Xs, getattr(model, "n_features_in_", None))
-    y_train = np.asarray(y_train)
-    n_train = Xt.shape[0]
-    refuse_empty(masks, np.arange(masks.shape[0]), n_train)
-    sw = _check_sample_weight(sample_weight, Xt)
-    adapter = get_adapter(model, y=y_train, sample_weight=sample_weight,
-                          n_train=n_train, t=t)
+    Xt, y_train, sw, adapter, Xs = _glm_inputs(
+        estimator, head, model, X_train, y_train, X_test, sample_weight, t)
+    refuse_empty(masks, np.arange(masks.shape[0]), Xt.shape[0])
     removed = 1.0 if epsilon is None else float(epsilon)
     Z = adapter.features(Xt)
     y_enc = adapter.encode_y(y_train)
