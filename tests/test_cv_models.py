@@ -121,3 +121,36 @@ def test_refusals_name_the_reason():
                               scoring="neg_log_loss").fit(X, y)
     with pytest.raises(ValueError, match=r"refit=False\) averages the folds'"):
         InfluenceEstimator(cv).fit(X, y)
+
+
+@pytest.mark.parametrize("model, why", [
+    ("HistGradientBoostingClassifier", "piecewise constant"),
+    ("RandomForestRegressor", "piecewise constant"),
+    ("CalibratedClassifierCV", "calibrators fitted on cross-validation folds"),
+    ("BayesianRidge", r"Ridge\(alpha=model.lambda_ / model.alpha_\)"),
+    ("QuantileRegressor", "no second derivative"),
+])
+def test_what_stays_unsupported_says_why(model, why):
+    import sklearn.calibration
+    import sklearn.ensemble
+    import sklearn.linear_model
+
+    cls = next(getattr(m, model) for m in (sklearn.ensemble, sklearn.linear_model,
+                                           sklearn.calibration) if hasattr(m, model))
+    X, y, _, _ = _cancer()
+    with pytest.raises(TypeError, match=f"{model} is not supported by skinfluence: "
+                                        f".*{why}"):
+        InfluenceEstimator(cls()).fit(X, y)
+    # Inside a Pipeline too.
+    with pytest.raises(TypeError, match=why):
+        InfluenceEstimator(make_pipeline(StandardScaler(), cls())).fit(X, y)
+
+
+def test_the_ridge_suggested_for_bayesian_ridge_is_its_posterior_mean():
+    from sklearn.linear_model import BayesianRidge
+
+    X, y, _, _ = _diabetes()
+    model = BayesianRidge().fit(X, y)
+    ridge = Ridge(alpha=model.lambda_ / model.alpha_).fit(X, y)
+    np.testing.assert_allclose(ridge.coef_, model.coef_, rtol=1e-8,
+                               atol=1e-10 * np.abs(model.coef_).max())

@@ -28,6 +28,38 @@ def _refuse(message):
     raise ValueError(message)
 
 
+_TREES = ("trees and boosted ensembles are piecewise constant in their "
+          "parameters: a training row moves them by re-splitting, which no "
+          "gradient sees. For influence on such data, fit a LogisticRegression "
+          "or a Ridge on the same features (or on the ensemble's leaf "
+          "indicators), or a torch network wrapped in skinfluence.torch."
+          "TorchModel")
+#: Why models that stay unsupported are refused, and what to use instead.
+UNSUPPORTED = {
+    **dict.fromkeys(
+        ("DecisionTreeClassifier", "DecisionTreeRegressor",
+         "RandomForestClassifier", "RandomForestRegressor",
+         "ExtraTreesClassifier", "ExtraTreesRegressor",
+         "GradientBoostingClassifier", "GradientBoostingRegressor",
+         "HistGradientBoostingClassifier", "HistGradientBoostingRegressor"),
+        _TREES),
+    "CalibratedClassifierCV": (
+        "its predictions average calibrators fitted on cross-validation folds "
+        "of other fits, not the minimum of one objective on all rows. Take "
+        "the influence of the base model, or of a LogisticRegression, "
+        "directly"),
+    **dict.fromkeys(("BayesianRidge", "ARDRegression"), (
+        "its regularisation is fitted jointly with the weights (evidence "
+        "maximisation), so leaving a row out also moves the penalty, which "
+        "the weights' Hessian does not capture. Use Ridge (or RidgeCV) with "
+        "the alpha it found: Ridge(alpha=model.lambda_ / model.alpha_)")),
+    "QuantileRegressor": (
+        "the pinball loss is piecewise linear, so it has no second "
+        "derivative and influence functions are undefined. Use Ridge for the "
+        "conditional mean, or a torch model with a smooth quantile loss"),
+}
+
+
 def check_supported(model):
     """Refuse, before any fitting, what skinfluence cannot differentiate.
 
@@ -42,6 +74,9 @@ def check_supported(model):
     """
     model = _unwrap(model)
     name = type(model).__name__
+    if name in UNSUPPORTED:
+        raise TypeError(f"{name} is not supported by skinfluence: "
+                        f"{UNSUPPORTED[name]}.")
     if name not in _KINDS:
         raise TypeError(
             f"{name} is not supported by skinfluence. Supported models: "
