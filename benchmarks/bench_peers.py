@@ -204,15 +204,8 @@ def net_wide(quick):
     net, wd = build(arch), 1e-3
     n_params = sum(p.numel() for p in net.parameters())
     Xt, yt = torch.as_tensor(X[:n_train]), torch.as_tensor(y[:n_train])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=wd)
     t0 = time.perf_counter()
-    for _epoch in range(30):
-        for b in torch.randperm(n_train).split(100):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(Xt[b]), yt[b]).backward()
-            opt.step()
-    with torch.no_grad():
-        acc = float((net(Xt).argmax(1) == yt).double().mean())
+    acc = bench_torch.train_adam(net, Xt, yt, wd)
     damping = 1e-3 * n_train
     print(f"\n(wide) {d}-{widths[0]}-{widths[1]}-10 ReLU MLP, {n_params} parameters,"
           f" {n_train} training rows, {n_test} test rows; Adam 30 epochs "

@@ -212,6 +212,19 @@ def train_lbfgs(net, X, y, weight_decay, max_iter=20000):
     return float(grad.norm())
 
 
+def train_adam(net, Xt, yt, weight_decay, epochs=30, batch_size=100):
+    """Adam (lr 1e-3, torch's weight decay) on the cross-entropy by shuffled
+    mini-batches; returns the training accuracy."""
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=weight_decay)
+    for _epoch in range(epochs):
+        for b in torch.randperm(Xt.shape[0]).split(batch_size):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(Xt[b]), yt[b]).backward()
+            opt.step()
+    with torch.no_grad():
+        return float((net(Xt).argmax(1) == yt).double().mean())
+
+
 def part_digits(quick):
     n_train, n_test, hidden = (500, 20, 16) if quick else (1500, 50, 32)
     X, y = load_digits(return_X_y=True)
@@ -266,15 +279,8 @@ def part_wide(quick):
     n_params = sum(p.numel() for p in net.parameters())
     wd = 1e-3
     Xt, yt = torch.as_tensor(X[:n_train]), torch.as_tensor(y[:n_train])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=wd)
     t0 = time.perf_counter()
-    for _epoch in range(30):
-        for b in torch.randperm(n_train).split(100):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(Xt[b]), yt[b]).backward()
-            opt.step()
-    with torch.no_grad():
-        acc = float((net(Xt).argmax(1) == yt).double().mean())
+    acc = train_adam(net, Xt, yt, wd)
     damping = 1e-3 * n_train
     print(f"\n(wide) {d}-{widths[0]}-{widths[1]}-10 ReLU MLP, {n_params} parameters,"
           f" {n_train} training rows, {n_test} test rows; Adam 30 epochs "
