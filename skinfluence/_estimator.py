@@ -619,5 +619,6 @@ class InfluenceEstimator(
         tags.classifier_tags = inner_tags.classifier_tags
         tags.regressor_tags = inner_tags.regressor_tags
         tags.input_tags.sparse = inner_tags.input_tags.sparse
+        tags.target_tags.positive_only = inner_tags.target_tags.positive_only
         tags.target_tags.required = True
         return tags

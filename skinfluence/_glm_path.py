@@ -138,7 +138,7 @@ class GLMEngine(Engine):
         est._w_train = (np.ones(n_train) if sample_weight is None
                          else sample_weight)
         est._class_grad = est._class_shift = None
-        if adapter.balanced is not None:
+        if adapter.reweighting is not None:
             # Leaving a row out re-balances the class weights of all others.
             G = adapter.class_gradients(Z, y_enc, s, grad)
             est._class_grad = G
@@ -212,7 +212,7 @@ class GLMEngine(Engine):
         diagonal blocks ``A_jj`` (n, K, K), computed for "newton" only.
         """
         a = est._adapter
-        bal = a.balanced
+        bal = a.reweighting
         A = None
         if est.estimate == "newton":
             A = _newton.diag_blocks(est._solver, Z, a.n_outputs)

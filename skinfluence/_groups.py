@@ -153,11 +153,11 @@ def _scale_without(est, keep):
     of the classes it thins, exactly as scikit-learn would on the subset.
     """
     s = est._s * keep
-    bal = est._adapter.balanced
-    if bal is not None:
+    rw = est._adapter.reweighting
+    if rw is not None:
         w = est._w_train
-        ratio = bal.factors(est._y, w * keep) / bal.factors(est._y, w)
-        s = s * ratio[est._y]
+        ratio = rw.factors(est._y, w * keep) / rw.factors(est._y, w)
+        s = s * ratio[rw.index(est._y)]
     return s
 
 
@@ -296,7 +296,7 @@ def newton_thetas(est, masks, labels, n_steps):
     Theta = np.repeat(est.theta_[None], n_groups, axis=0)
     left = np.full(n_groups, n_steps)
     sizes = np.diff(masks.indptr)
-    if exact and a.balanced is None:
+    if exact and a.reweighting is None:
         for g in np.flatnonzero(sizes * a.n_outputs <= WOODBURY_MAX_RANK):
             rows = masks.indices[masks.indptr[g]:masks.indptr[g + 1]]
             step = _woodbury_step(est, rows)

@@ -46,7 +46,15 @@ from ._hinge_qp import hinge_refit
 from ._scoring import _tqdm
 from ._torch_path import is_torch_model
 from .models import get_adapter, split_pipeline
-from .models._glm import GLMAdapter, MarginLoss, SoftmaxLoss, SquaredLoss, kron_rows
+from .models._glm import (
+    GLMAdapter,
+    MarginLoss,
+    SoftmaxLoss,
+    SquaredLoss,
+    TweedieLoss,
+    kron_rows,
+)
+from .models._tweedie import GLM_REGRESSORS
 from .solvers import CGSolver, DirectSolver
 from .utils._compat import _check_sample_weight, get_chunk_n_rows
 from .utils._validation import check_features
@@ -647,7 +655,7 @@ class _LeaveOneOut:
         self.P = K * self.p
         self.p_full = p_full
         self.fast = isinstance(adapter, GLMAdapter) and isinstance(
-            adapter.loss, (SquaredLoss, MarginLoss, SoftmaxLoss))
+            adapter.loss, (SquaredLoss, MarginLoss, SoftmaxLoss, TweedieLoss))
         self.n_rhs = np.inf  # refits to come: whether to form H^-1
 
     # ---- parameters --------------------------------------------------------
@@ -665,35 +673,20 @@ class _LeaveOneOut:
         """Row factors (n, b) of the objectives without each row of ``rows``.
 
         Under ``class_weight="balanced"`` a row's class is re-balanced, so
-        the factors of the class's other rows move too; returns also
-        ``ratio`` (b, n_classes), the factor by which each class's rows are
-        scaled, or None.
+        the factors of the class's other rows move too, and under a mean
+        over the sample weights every row's; returns also ``ratio``
+        (b, n_groups), the factor by which each group's rows are scaled, or
+        None (see :mod:`skinfluence.models._weights`).
         """
         b = len(rows)
         cols = np.arange(b)
         S = np.repeat(self.s[:, None], b, axis=1)
         ratio = None
-        bal = self.full.balanced
-        if bal is not None:
-            y_enc, sw = self.y_enc, self.sw
-            n_classes = len(bal.counts)
-            kept = sw if bal.weighted else (sw > 0).astype(np.float64)
-            counts = np.bincount(y_enc, weights=kept, minlength=n_classes)
-            w_new = sw[rows] * (1.0 - self.removed)
-            kept_new = w_new if bal.weighted else (w_new > 0).astype(np.float64)
-            new = np.repeat(counts[None], b, axis=0)
-            new[cols, y_enc[rows]] -= kept[rows] - kept_new
-            with np.errstate(divide="ignore", invalid="ignore"):
-                factors = new.sum(axis=1, keepdims=True) / (n_classes * new)
-            bad = ~np.all(np.isfinite(factors) & (factors > 0), axis=1)
-            if np.any(bad):
-                raise ValueError(
-                    f"Leaving out training row {rows[np.flatnonzero(bad)[0]]} "
-                    "leaves its class without weight, so class_weight="
-                    "'balanced' is undefined without it."
-                )
-            ratio = factors / (counts.sum() / (n_classes * counts))
-            S *= ratio[:, y_enc].T
+        rw = self.full.reweighting
+        if rw is not None:
+            ratio = rw.ratios(self.y_enc, self.sw, rows,
+                              self.sw[rows] * (1.0 - self.removed))
+            S *= ratio[:, rw.index(self.y_enc)].T
         S[rows, cols] *= 1.0 - self.removed
         return S, ratio
 
@@ -759,7 +752,7 @@ class _LeaveOneOut:
                                              self.theta_star[None])[0]
         self.base_shift = self.inverse_rows(self.base_gradient[None])[0]
         self.class_gradients = self.class_shifts = None
-        if self.full.balanced is not None:
+        if self.full.reweighting is not None:
             self.class_gradients = star.class_gradients(Z, y_enc, s, self.grad_star)
             self.class_shifts = self.inverse_rows(self.class_gradients.T)
         return True
@@ -820,7 +813,8 @@ class _LeaveOneOut:
         # what the row carried (plus its class's re-balancing).
         own = self.s[rows] - S[rows, cols]
         if ratio is not None:
-            own = ratio[cols, y_enc[rows]] * self.s[rows] - S[rows, cols]
+            group = self.full.reweighting.index(y_enc[rows])
+            own = ratio[cols, group] * self.s[rows] - S[rows, cols]
         G = self.base_gradient - own[:, None] * kron_rows(self.grad_star[rows], Zr)
         # and H^-1 applied to them, without a product with H^-1: its part
         # along the row is B[i] g_i.
@@ -1064,6 +1058,9 @@ def _refit_native(model, adapter, X, y, sw, j, removed):
         est.intercept_ = np.array(model.intercept_, dtype=float, copy=True)
     elif name == "LinearSVC":
         est.set_params(tol=1e-12, max_iter=1_000_000)
+    elif name in GLM_REGRESSORS:
+        # Every solver minimises the same objective; Newton's reaches it.
+        est.set_params(solver="newton-cholesky", tol=1e-12, max_iter=10_000)
     elif name == "Ridge":
         # Closed form on dense data; the iterative sparse solver made tight.
         est.set_params(tol=1e-12, solver="auto" if not sp.issparse(X) else "sparse_cg")
@@ -1076,10 +1073,12 @@ def _refit_native(model, adapter, X, y, sw, j, removed):
 
 
 def _row_scale(adapter, y_enc, w):
-    """Row factors of the objective on rows of weights w, re-balanced."""
+    """Row factors of the objective on rows of weights w, re-balanced (or
+    re-normalised, for a mean over the weights)."""
     s = adapter.row_scale(y_enc, w)
-    if adapter.balanced is not None:
-        s = s / adapter.class_weight[y_enc] * adapter.balanced.factors(y_enc, w)[y_enc]
+    rw = adapter.reweighting
+    if rw is not None:
+        s = s * (rw.factors(y_enc, w) / rw.base)[rw.index(y_enc)]
     return s
 
 

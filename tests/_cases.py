@@ -10,11 +10,14 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.decomposition import PCA
 from sklearn.linear_model import (
+    GammaRegressor,
     LinearRegression,
     LogisticRegression,
+    PoissonRegressor,
     Ridge,
     SGDClassifier,
     SGDRegressor,
+    TweedieRegressor,
 )
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
@@ -42,6 +45,9 @@ def load(name):
         X, y = load_diabetes(return_X_y=True)
         X = StandardScaler().fit_transform(X)
         return _split(X, (y - y.mean()) / y.std(), 20, seed=0)
+    if name == "diabetes_pos":  # standardised features, positive target
+        X, y = load_diabetes(return_X_y=True)
+        return _split(StandardScaler().fit_transform(X), y, 20, seed=0)
     if name == "diabetes_bin":  # not separable: fits without penalty exist
         X, y = load_diabetes(return_X_y=True)
         X = StandardScaler().fit_transform(X)
@@ -75,6 +81,7 @@ _SGD = dict(random_state=0, max_iter=3000, tol=None, average=True)
 # the fitted parameters, the truth between exact optima.
 _LR = dict(tol=1e-10, max_iter=10_000)
 _SVC = dict(tol=1e-10, max_iter=100_000)
+_GLM = dict(solver="newton-cholesky", tol=1e-12, max_iter=1000)
 
 # name, factory, data, uses sample_weight
 CASES = [
@@ -108,6 +115,21 @@ CASES = [
      False),
     ("SGDClassifier-hinge", lambda: SGDClassifier(loss="hinge", alpha=1e-2, **_SGD),
      "cancer", False),
+    # scikit-learn's GLMs: means over the sample weights.
+    ("Poisson", lambda: PoissonRegressor(alpha=1e-3, **_GLM), "diabetes_pos", False),
+    ("Poisson-sw-lbfgs", lambda: PoissonRegressor(alpha=1e-2, tol=1e-12,
+                                                  max_iter=10_000),
+     "diabetes_pos", True),
+    ("Gamma", lambda: GammaRegressor(alpha=1e-2, **_GLM), "diabetes_pos", False),
+    ("Tweedie-1.5", lambda: TweedieRegressor(power=1.5, alpha=1e-2, **_GLM),
+     "diabetes_pos", True),
+    ("Tweedie-3", lambda: TweedieRegressor(power=3, alpha=1e-2, **_GLM),
+     "diabetes_pos", False),
+    ("Tweedie-1.5-identity", lambda: TweedieRegressor(
+        power=1.5, link="identity", alpha=1e-2, **_GLM), "diabetes_pos", False),
+    ("Tweedie-0-noint", lambda: TweedieRegressor(power=0, alpha=0.1,
+                                                 fit_intercept=False, **_GLM),
+     "diabetes_std", False),
 ]
 
 SMOOTH = [c for c in CASES if "hinge" not in c[0] and "SVC" not in c[0]]

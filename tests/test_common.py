@@ -1,6 +1,12 @@
 """scikit-learn's estimator checks on wrapped models."""
 
-from sklearn.linear_model import LogisticRegression, Ridge, RidgeCV
+from sklearn.linear_model import (
+    LogisticRegression,
+    PoissonRegressor,
+    Ridge,
+    RidgeCV,
+    TweedieRegressor,
+)
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -14,6 +20,8 @@ ESTIMATORS = [
     InfluenceEstimator(make_pipeline(StandardScaler(), LogisticRegression())),
     InfluenceEstimator(RidgeCV()),
     InfluenceEstimator(GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2)),
+    InfluenceEstimator(PoissonRegressor()),
+    InfluenceEstimator(TweedieRegressor(power=1.5, link="log")),
 ]
 
 

@@ -5,12 +5,14 @@ from ._linear import linear_adapter
 from ._logistic import effective_logistic_penalty, logistic_adapter
 from ._pipeline import split_pipeline, unwrap_search
 from ._svm import svm_adapter
+from ._tweedie import GLM_REGRESSORS, tweedie_adapter
 
 SUPPORTED = (
     "linear (LinearRegression, Ridge, RidgeCV, SGDRegressor(loss='squared_error')), "
     "logistic (LogisticRegression and LogisticRegressionCV with an l2 penalty "
-    "or none, SGDClassifier(loss='log_loss')) and smooth-hinge SVM (LinearSVC, "
-    "SGDClassifier(loss='hinge')); and torch modules wrapped in "
+    "or none, SGDClassifier(loss='log_loss')), smooth-hinge SVM (LinearSVC, "
+    "SGDClassifier(loss='hinge')) and scikit-learn's GLMs (PoissonRegressor, "
+    "GammaRegressor, TweedieRegressor); and torch modules wrapped in "
     "skinfluence.torch.TorchModel; fitted searches (GridSearchCV, ...) of any "
     "of them"
 )
@@ -129,6 +131,7 @@ _KINDS = {
     "LogisticRegressionCV": logistic_adapter,
     "SGDClassifier": logistic_adapter,
     "LinearSVC": None,  # svm_adapter, which also takes the temperature
+    **dict.fromkeys(GLM_REGRESSORS, tweedie_adapter),
 }
 
 

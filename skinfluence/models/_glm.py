@@ -166,6 +166,125 @@ class SoftmaxLoss:
         return out
 
 
+def _expm1_over(k, u):
+    """``(exp(k u) - 1) / k``, and its limit ``u`` at ``k = 0``."""
+    return u if k == 0 else np.expm1(k * u) / k
+
+
+class TweedieLoss:
+    """Half Tweedie deviance of power p with a log or identity link.
+
+    The losses of scikit-learn's PoissonRegressor (p = 1), GammaRegressor
+    (p = 2) and TweedieRegressor, written from the unit deviance
+    (Jørgensen 1997; scikit-learn's ``HalfTweedieLoss`` and
+    ``HalfTweedieLossIdentity``): with the mean ``mu`` (``exp(raw)`` or
+    ``raw``), ``l = mu^(2-p) / (2-p) - y mu^(1-p) / (1-p)`` up to a term in y
+    alone, whose limits at p = 1 and 2 are ``mu - y log mu`` and
+    ``log mu + y / mu``. Written here rather than taken from scikit-learn's
+    private ``sklearn._loss`` so that it runs on arrays of any shape (the
+    Newton estimate evaluates it at many parameter vectors at once); the
+    tests hold the two equal.
+
+    J uses the half deviance; users see the deviance itself, in the units of
+    ``sklearn.metrics.mean_tweedie_deviance`` (for p = 0 with the identity
+    link, the squared error).
+
+    Parameters
+    ----------
+    power : float
+        The Tweedie power p: 0 normal, 1 Poisson, 2 Gamma, 3 inverse Gauss.
+    link : {"log", "identity"}
+        The link mapping the raw prediction to the mean.
+    """
+
+    def __init__(self, power, link):
+        self.power = float(power)
+        self.link = link
+        self.name = {1.0: "poisson", 2.0: "gamma"}.get(
+            self.power, f"tweedie(power={self.power:g})")
+        self.name += "" if link == "log" else " (identity link)"
+
+    def check_y(self, y):
+        """Refuse targets outside the deviance's domain, as scikit-learn does."""
+        p = self.power
+        if p <= 0:
+            ok = np.all(np.isfinite(y))
+        elif p < 2:
+            ok = np.all(y >= 0)
+        else:
+            ok = np.all(y > 0)
+        if not ok:
+            domain = "real" if p <= 0 else "non-negative" if p < 2 else "positive"
+            raise ValueError(f"y must be {domain} for the {self.name} deviance; "
+                             f"got min(y) = {np.min(y):g}.")
+
+    def _log_mu(self, raw):
+        if self.link == "log":
+            return raw
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(raw)
+
+    def objective_grad_hess(self, y, raw):
+        y = y.reshape(raw.shape)
+        p = self.power
+        if self.link == "log":
+            # d/draw of l: mu^(2-p) - y mu^(1-p); second derivative
+            # (2-p) mu^(2-p) - (1-p) y mu^(1-p), negative where p < 1 or
+            # p > 2 and mu is far from y (the loss is not convex there).
+            a, b = np.exp((2 - p) * raw), y * np.exp((1 - p) * raw)
+            grad, hess = a - b, (2 - p) * a - (1 - p) * b
+        else:
+            mu_p = raw ** -p if p else np.ones_like(raw)
+            grad = mu_p * (raw - y)
+            hess = mu_p * ((1 - p) + p * y / raw)
+        return grad, hess[:, :, None]
+
+    def objective_loss(self, y, raw):
+        # l up to a term in y: (mu^k - 1)/k at k = 2-p and 1-p, exact limits.
+        y = y.reshape(raw.shape)
+        u = self._log_mu(raw)
+        p = self.power
+        return np.sum(_expm1_over(2 - p, u) - y * _expm1_over(1 - p, u), axis=1)
+
+    def user_loss(self, y, raw):
+        """The unit deviance ``2 (l(mu) - l(y))``, zero where ``mu = y``."""
+        y = y.reshape(raw.shape)
+        p = self.power
+        mu = np.exp(raw) if self.link == "log" else raw
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p == 0:
+                dev = (y - mu) ** 2
+            elif p == 1:
+                dev = 2 * (np.where(y > 0, y * np.log(y / mu), 0.0) - y + mu)
+            elif p == 2:
+                dev = 2 * (np.log(mu / y) + y / mu - 1)
+            else:
+                dev = 2 * (np.maximum(y, 0) ** (2 - p) / ((1 - p) * (2 - p))
+                           - y * mu ** (1 - p) / (1 - p) + mu ** (2 - p) / (2 - p))
+        return np.sum(dev, axis=1)
+
+    def user_grad(self, y, raw):
+        return 2.0 * self.objective_grad_hess(y, raw)[0]
+
+    def loss_change(self, y, raw, shift):
+        """``user_loss(raw + shift) - user_loss(raw)`` for shifts (n, K, c).
+
+        From ``mu^k (exp(k d) - 1) / k`` with d the change of ``log mu``: no
+        difference of two large deviances.
+        """
+        y = y.reshape(raw.shape)[:, :, None]
+        p = self.power
+        u = self._log_mu(raw)[:, :, None]
+        if self.link == "log":
+            d = shift
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                d = np.log1p(shift / raw[:, :, None])
+        change = (np.exp((2 - p) * u) * _expm1_over(2 - p, d)
+                  - y * np.exp((1 - p) * u) * _expm1_over(1 - p, d))
+        return 2.0 * change.sum(axis=1)
+
+
 # --------------------------------------------------------------------------
 # Feature algebra on Z (dense or sparse, augmented with the intercept column)
 # --------------------------------------------------------------------------
@@ -287,9 +406,10 @@ class GLMAdapter(ModelAdapter):
     classes : ndarray or None
     class_weight : ndarray of shape (n_classes,) or None
         Per-class factor of ``s_j``, indexed by encoded label.
-    balanced : BalancedWeights or None
-        Set for ``class_weight="balanced"``, whose factors move when a row
-        is left out.
+    reweighting : BalancedWeights, MeanWeights or None
+        Set where the row factors move when a row is left out:
+        ``class_weight="balanced"``, or an objective that is a mean over
+        the sample weights (see :mod:`skinfluence.models._weights`).
     smooth : bool
         False for models fitted with the (non-smooth) hinge: their objective
         is only approximated by the smooth hinge, so stationarity is not
@@ -299,7 +419,7 @@ class GLMAdapter(ModelAdapter):
     family = "glm"
 
     def __init__(self, *, estimator, coef, intercept, loss, scale, penalty,
-                 classes=None, class_weight=None, balanced=None, smooth=True,
+                 classes=None, class_weight=None, reweighting=None, smooth=True,
                  description=""):
         self.estimator = estimator
         self.coef = np.asarray(coef, dtype=np.float64)
@@ -310,7 +430,7 @@ class GLMAdapter(ModelAdapter):
         self.penalty = np.asarray(penalty, dtype=np.float64)
         self.classes = classes
         self.class_weight = class_weight
-        self.balanced = balanced
+        self.reweighting = reweighting
         self.smooth = smooth
         self.description = description
 
@@ -388,6 +508,8 @@ class GLMAdapter(ModelAdapter):
                 raise ValueError(
                     f"y must be 1-D for this regressor; got shape {y.shape}."
                 )
+            if hasattr(self.loss, "check_y"):
+                self.loss.check_y(y)
             return y
         y = y.ravel() if (y.ndim == 2 and y.shape[1] == 1) else y
         return encode_labels(y, self.classes)
@@ -401,14 +523,16 @@ class GLMAdapter(ModelAdapter):
         return s
 
     def class_gradients(self, Z, y_enc, s, grad):
-        """``G[:, c]``: sum of ``s_j g_j (x) z_j`` over class-c rows.
+        """``G[:, c]``: sum of ``s_j g_j (x) z_j`` over the rows of group c.
 
-        Shape (n_params, n_classes).
+        The groups are the reweighting's (classes under
+        ``class_weight="balanced"``, all rows for a mean-form objective).
+        Shape (n_params, n_groups).
         """
-        n_classes = len(self.classes)
-        G = np.empty((self.n_params, n_classes))
-        for c in range(n_classes):
-            sg = np.where((y_enc == c)[:, None], s[:, None] * grad, 0.0)
+        group = self.reweighting.index(y_enc)
+        G = np.empty((self.n_params, self.reweighting.n_groups))
+        for c in range(G.shape[1]):
+            sg = np.where((group == c)[:, None], s[:, None] * grad, 0.0)
             G[:, c] = np.asarray(Z.T @ sg).T.ravel()
         return G
 

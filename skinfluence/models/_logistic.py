@@ -20,6 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from ._glm import GLMAdapter, MarginLoss, SoftmaxLoss
 from ._linear import _penalty_vector
+from ._weights import BalancedWeights
 
 
 def logistic_C(est):
@@ -77,45 +78,6 @@ def resolve_class_weight(est, y, sample_weight, *, use_sample_weight=True):
     return np.asarray(cw, dtype=np.float64), balanced
 
 
-class BalancedWeights:
-    """How ``class_weight="balanced"`` moves when a row's weight changes.
-
-    The factor of class c is ``N / (n_classes * n_c)`` with N the total and
-    ``n_c`` the class's count (weighted by ``sample_weight`` where the
-    estimator does so, as LogisticRegression and LinearSVC do; SGD counts
-    rows). Removing row j (weight w_j, class c_j) multiplies every class-c
-    row's factor by ``rho_c = (N - w_j) / N * n_c / (n_c - [c = c_j] w_j)``.
-    """
-
-    def __init__(self, counts, weighted):
-        self.counts = counts
-        self.total = counts.sum()
-        self.weighted = weighted
-
-    def factors(self, y_enc, w):
-        """The class factors scikit-learn computes on rows of weights w."""
-        w = w if self.weighted else (w > 0).astype(np.float64)
-        counts = np.bincount(y_enc, weights=w, minlength=len(self.counts))
-        return counts.sum() / (len(counts) * counts)
-
-    def removal(self, y_enc, w):
-        """``rho_c - 1`` for each row and class, and each row's own ``rho``."""
-        w = w if self.weighted else np.ones_like(w)
-        own = np.zeros((len(y_enc), len(self.counts)))
-        own[np.arange(len(y_enc)), y_enc] = w
-        rho = ((self.total - w) / self.total)[:, None] * (
-            self.counts / (self.counts - own))
-        return rho - 1.0, rho[np.arange(len(y_enc)), y_enc]
-
-    def derivative(self, y_enc, w):
-        """``d rho_c / d eps`` when row j's weight is lowered by eps * w_j."""
-        if not self.weighted:  # counts of rows do not move with weights
-            return np.zeros((len(y_enc), len(self.counts)))
-        d = np.tile((-w / self.total)[:, None], (1, len(self.counts)))
-        d[np.arange(len(y_enc)), y_enc] += w / self.counts[y_enc]
-        return d
-
-
 def logistic_adapter(est, y, sample_weight, n_train):
     name = type(est).__name__
     classes = np.asarray(est.classes_)
@@ -159,7 +121,7 @@ def logistic_adapter(est, y, sample_weight, n_train):
         ),
         classes=classes,
         class_weight=cw,
-        balanced=balanced,
+        reweighting=balanced,
         description=desc,
     )
 

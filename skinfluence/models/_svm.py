@@ -60,7 +60,7 @@ def svm_adapter(est, y, sample_weight, n_train, t):
         ),
         classes=classes,
         class_weight=cw,
-        balanced=balanced,
+        reweighting=balanced,
         smooth=smooth,
         description=f"{name}: {loss.name}",
     )
