@@ -617,6 +617,8 @@ class InfluenceEstimator(
         inner_tags = inner.__sklearn_tags__()
         tags.estimator_type = inner_tags.estimator_type
         tags.classifier_tags = inner_tags.classifier_tags
+        if tags.classifier_tags is not None:  # one label per row only
+            tags.classifier_tags.multi_label = False
         tags.regressor_tags = inner_tags.regressor_tags
         tags.input_tags.sparse = inner_tags.input_tags.sparse
         tags.target_tags.positive_only = inner_tags.target_tags.positive_only

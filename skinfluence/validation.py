@@ -1002,14 +1002,21 @@ def _warn_uncertified(info, rows):
 
 def _plain(model):
     """The plain model a CV variant refitted at its chosen hyperparameter
-    (RidgeCV -> Ridge(alpha_), LogisticRegressionCV -> LogisticRegression(C_)),
-    coefficients copied; other models as they are."""
-    from sklearn.linear_model import LogisticRegression, Ridge
+    (RidgeCV -> Ridge(alpha_), RidgeClassifierCV -> RidgeClassifier(alpha_),
+    LogisticRegressionCV -> LogisticRegression(C_)), coefficients copied;
+    other models as they are."""
+    from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 
     name = type(model).__name__
     if name == "RidgeCV":
         plain = Ridge(alpha=float(np.ravel(model.alpha_)[0]),
                       fit_intercept=model.fit_intercept)
+    elif name == "RidgeClassifierCV":
+        plain = RidgeClassifier(alpha=float(np.ravel(model.alpha_)[0]),
+                                fit_intercept=model.fit_intercept,
+                                class_weight=model.class_weight)
+        plain.classes_ = model.classes_
+        plain._label_binarizer = model._label_binarizer
     elif name == "LogisticRegressionCV":
         plain = LogisticRegression(
             C=float(np.ravel(model.C_)[0]), solver=model.solver,
@@ -1061,7 +1068,7 @@ def _refit_native(model, adapter, X, y, sw, j, removed):
     elif name in GLM_REGRESSORS:
         # Every solver minimises the same objective; Newton's reaches it.
         est.set_params(solver="newton-cholesky", tol=1e-12, max_iter=10_000)
-    elif name == "Ridge":
+    elif name in ("Ridge", "RidgeClassifier"):
         # Closed form on dense data; the iterative sparse solver made tight.
         est.set_params(tol=1e-12, solver="auto" if not sp.issparse(X) else "sparse_cg")
     with warnings.catch_warnings():

@@ -4,6 +4,7 @@ from sklearn.linear_model import (
     LogisticRegression,
     PoissonRegressor,
     Ridge,
+    RidgeClassifier,
     RidgeCV,
     TweedieRegressor,
 )
@@ -20,6 +21,7 @@ ESTIMATORS = [
     InfluenceEstimator(make_pipeline(StandardScaler(), LogisticRegression())),
     InfluenceEstimator(RidgeCV()),
     InfluenceEstimator(GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2)),
+    InfluenceEstimator(RidgeClassifier()),
     InfluenceEstimator(PoissonRegressor()),
     InfluenceEstimator(TweedieRegressor(power=1.5, link="log")),
 ]

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.stats import pearsonr
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
 from sklearn.exceptions import ConvergenceWarning
@@ -18,6 +19,8 @@ from sklearn.linear_model import (
     LogisticRegression,
     LogisticRegressionCV,
     Ridge,
+    RidgeClassifier,
+    RidgeClassifierCV,
     RidgeCV,
 )
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
@@ -45,10 +48,10 @@ def _digits():
     return X[:400], y[:400], X[400:420], y[400:420]
 
 
-def _fit_quietly(est, X, y):
+def _fit_quietly(est, X, y, **fit_params):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)  # stationary
-        return est.fit(X, y)
+        return est.fit(X, y, **fit_params)
 
 
 def test_ridgecv_is_the_ridge_at_its_alpha():
@@ -65,6 +68,31 @@ def test_ridgecv_is_the_ridge_at_its_alpha():
         actual = loo_influence(model, X, y, Xte, yte, np.arange(10))
         np.testing.assert_allclose(S[:, :10], actual, rtol=1e-6,
                                    atol=1e-8 * np.abs(actual).max())
+
+
+@pytest.mark.parametrize("data", [_cancer, _digits], ids=["binary", "multiclass"])
+def test_ridge_classifier_cv_is_the_ridge_classifier_at_its_alpha(data):
+    X, y, Xte, yte = data()
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, len(y))
+    model = RidgeClassifierCV(alphas=np.logspace(-2, 2, 9)).fit(X, y, sample_weight=sw)
+    est = _fit_quietly(InfluenceEstimator(model, estimate="newton"), X, y,
+                       sample_weight=sw)
+    plain = RidgeClassifier(alpha=model.alpha_).fit(X, y, sample_weight=sw)
+    ref = InfluenceEstimator(plain, estimate="newton").fit(X, y, sample_weight=sw)
+    S = est.score_influence(Xte, yte)
+    np.testing.assert_allclose(S, ref.score_influence(Xte, yte), rtol=1e-6,
+                               atol=1e-9 * np.abs(S).max())
+    # Least squares on +-1 codes: the Newton estimate is the exact refit.
+    rows = np.arange(0, 40, 4)
+    actual = loo_influence(model, X, y, Xte, yte, rows, sample_weight=sw)
+    np.testing.assert_allclose(S[:, rows], actual, rtol=1e-6,
+                               atol=1e-8 * np.abs(actual).max())
+    # The same on sparse input.
+    sparse = RidgeClassifier(alpha=model.alpha_, tol=1e-12).fit(sp.csr_matrix(X), y,
+                                                     sample_weight=sw)
+    S_sp = InfluenceEstimator(sparse, estimate="newton").fit(
+        sp.csr_matrix(X), y, sample_weight=sw).score_influence(sp.csr_matrix(Xte), yte)
+    np.testing.assert_allclose(S_sp, S, rtol=1e-5, atol=1e-8 * np.abs(S).max())
 
 
 @pytest.mark.parametrize("data", [_cancer, _digits], ids=["binary", "multinomial"])

@@ -1,14 +1,15 @@
 """Model adapters: the one place that says which models are supported."""
 
 from ._glm import GLMAdapter
-from ._linear import linear_adapter
+from ._linear import linear_adapter, ridge_classifier_adapter
 from ._logistic import effective_logistic_penalty, logistic_adapter
 from ._pipeline import split_pipeline, unwrap_search
 from ._svm import svm_adapter
 from ._tweedie import GLM_REGRESSORS, tweedie_adapter
 
 SUPPORTED = (
-    "linear (LinearRegression, Ridge, RidgeCV, SGDRegressor(loss='squared_error')), "
+    "linear (LinearRegression, Ridge, RidgeCV, RidgeClassifier, RidgeClassifierCV, "
+    "SGDRegressor(loss='squared_error')), "
     "logistic (LogisticRegression and LogisticRegressionCV with an l2 penalty "
     "or none, SGDClassifier(loss='log_loss')), smooth-hinge SVM (LinearSVC, "
     "SGDClassifier(loss='hinge')) and scikit-learn's GLMs (PoissonRegressor, "
@@ -85,7 +86,8 @@ def check_supported(model):
             f"{SUPPORTED}; or a Pipeline ending in one of them."
         )
     l1 = "l1 terms are not twice differentiable"
-    if name in ("LinearRegression", "Ridge") and getattr(model, "positive", False):
+    if name in ("LinearRegression", "Ridge", "RidgeClassifier") and getattr(
+            model, "positive", False):
         _refuse(f"{name}(positive=True) is a constrained fit whose optimum is not "
                 "stationary; influence functions need an unconstrained model.")
     if name in ("LogisticRegression", "LogisticRegressionCV") and (
@@ -126,6 +128,8 @@ _KINDS = {
     "LinearRegression": linear_adapter,
     "Ridge": linear_adapter,
     "RidgeCV": linear_adapter,
+    "RidgeClassifier": ridge_classifier_adapter,
+    "RidgeClassifierCV": ridge_classifier_adapter,
     "SGDRegressor": linear_adapter,
     "LogisticRegression": logistic_adapter,
     "LogisticRegressionCV": logistic_adapter,

@@ -68,7 +68,9 @@ class MarginLoss:
 
     Parameters
     ----------
-    kind : {"log_loss", "squared_hinge", "smooth_hinge"}
+    kind : {"log_loss", "squared", "squared_hinge", "smooth_hinge"}
+        ``"squared"`` is the squared error ``(1 - m)^2 = (y_pm - raw)^2`` of
+        RidgeClassifier's least squares on +-1 codes.
     t : float, default=None
         Temperature of the smooth hinge ``t * log(1 + exp((1 - m) / t))``
         (Koh & Liang 2017, sec. 4.2), which tends to the hinge as t -> 0.
@@ -90,6 +92,8 @@ class MarginLoss:
     def _phi(self, m):
         if self.kind == "log_loss":
             return -log_expit(m)
+        if self.kind == "squared":
+            return (1.0 - m) ** 2
         if self.kind == "squared_hinge":
             return np.maximum(0.0, 1.0 - m) ** 2
         u = (1.0 - m) / self.t
@@ -99,6 +103,8 @@ class MarginLoss:
         if self.kind == "log_loss":
             p = expit(-m)
             return -p, p * (1.0 - p)
+        if self.kind == "squared":
+            return -2.0 * (1.0 - m), np.full_like(m, 2.0)
         if self.kind == "squared_hinge":
             slack = np.maximum(0.0, 1.0 - m)
             return -2.0 * slack, 2.0 * (slack > 0)

@@ -1,4 +1,4 @@
-"""Least-squares models: LinearRegression, Ridge, SGDRegressor.
+"""Least-squares models: LinearRegression, Ridge, SGDRegressor, RidgeClassifier.
 
 Objectives, read off scikit-learn's sources:
 
@@ -9,11 +9,17 @@ Objectives, read off scikit-learn's sources:
   alpha/2 ||w||^2`` (penalty "l2"; intercept free).
 
 All are written here as ``sum_j s_j 1/2 r_j^2 + 1/2 theta' Lambda theta``.
+
+RidgeClassifier (and RidgeClassifierCV at its ``alpha_``) is Ridge on the
+labels' +-1 codes (one output for two classes, one per class otherwise),
+``sum_j sw_j cw_{y_j} sum_k (1 - m_jk)^2 + alpha ||W||^2`` with the margins
+``m_jk = code_jk raw_jk``; its ``class_weight`` multiplies the sample
+weights, "balanced" counting rows (``compute_sample_weight``).
 """
 
 import numpy as np
 
-from ._glm import GLMAdapter, SquaredLoss
+from ._glm import GLMAdapter, MarginLoss, SquaredLoss
 
 
 def _coef_1d(est):
@@ -65,4 +71,33 @@ def linear_adapter(est, y, sample_weight, n_train):
         scale=scale,
         penalty=_penalty_vector(alpha, coef.shape[1], fit_intercept),
         description=f"{name}: least squares",
+    )
+
+
+def ridge_classifier_adapter(est, y, sample_weight, n_train):
+    from ._logistic import resolve_class_weight
+
+    name = type(est).__name__
+    alpha = np.asarray(est.alpha if name == "RidgeClassifier" else est.alpha_,
+                       dtype=np.float64)
+    if alpha.size != 1:
+        raise ValueError(f"{name} with one alpha per class is not supported.")
+    classes = np.asarray(est.classes_)
+    coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))  # (1, p) binary
+    fit_intercept = bool(est.fit_intercept)
+    cw, balanced = resolve_class_weight(est, y, None, use_sample_weight=False)
+    # J = sum s (1 - m)^2 + 1/2 theta' (2 alpha) theta: scikit-learn's own.
+    return GLMAdapter(
+        estimator=est,
+        coef=coef,
+        intercept=(np.asarray(est.intercept_, dtype=np.float64).ravel()
+                   if fit_intercept else None),
+        loss=MarginLoss("squared"),
+        scale=1.0,
+        penalty=np.tile(_penalty_vector(2.0 * float(alpha.ravel()[0]), coef.shape[1],
+                                        fit_intercept), coef.shape[0]),
+        classes=classes,
+        class_weight=cw,
+        reweighting=balanced,
+        description=f"{name}: least squares on +-1 codes",
     )
