@@ -50,24 +50,23 @@ MARGIN_TOL = 1e-3
 def hinge_subgradient(adapter, Z, y_enc, s):
     """The least-norm element of ``∂J(θ̂)`` for a (non-smooth) hinge model."""
     raw = adapter.raw_prediction(Z)
-    y_pm, m = adapter.loss._margins(y_enc, raw)
-    # Sum-form J = sum_j s_j sum_k max(0, 1 - m_jk) + 1/2 θ'Λθ: rows inside
-    # the margin take their whole gradient -y z, rows on it a share alpha.
-    inside = m < 1 - MARGIN_TOL
-    on = np.abs(m - 1) <= MARGIN_TOL
-    fixed = np.where(inside, -y_pm, 0.0) * s[:, None]
+    # Sum-form J = sum_j s_j sum_k l(raw_jk) + 1/2 θ'Λθ: rows off the kinks
+    # take their whole gradient, rows on one a share alpha of its jump.
+    fixed, on, direction = adapter.loss.subgradient_parts(y_enc, raw, MARGIN_TOL)
+    fixed = fixed * s[:, None]
     g = (np.asarray(Z.T @ fixed).T.ravel() + adapter.penalty * adapter.theta)
     rows, ks = np.nonzero(on)
     if rows.size == 0:
         return g
-    # Columns: each kink's gradient -y s z in the (k, feature) layout.
-    K, p = m.shape[1], Z.shape[1]
+    # Columns: each kink's jump of the gradient, s d z, in the (k, feature)
+    # layout.
+    K, p = raw.shape[1], Z.shape[1]
     Zr = Z[rows]
     Zr = Zr.toarray() if sp.issparse(Zr) else np.asarray(Zr)
     A = np.zeros((K * p, rows.size))
     for k in range(K):
         sel = ks == k
-        A[k * p:(k + 1) * p, sel] = (-y_pm[rows[sel], k] * s[rows[sel]]) * Zr[sel].T
+        A[k * p:(k + 1) * p, sel] = (direction[rows[sel], k] * s[rows[sel]]) * Zr[sel].T
     alpha = lsq_linear(A, -g, bounds=(0.0, 1.0)).x
     return g + A @ alpha
 

@@ -47,6 +47,7 @@ from ._scoring import _tqdm
 from ._torch_path import is_torch_model
 from .models import get_adapter, split_pipeline
 from .models._glm import (
+    EpsilonInsensitiveLoss,
     GLMAdapter,
     MarginLoss,
     SoftmaxLoss,
@@ -655,7 +656,8 @@ class _LeaveOneOut:
         self.P = K * self.p
         self.p_full = p_full
         self.fast = isinstance(adapter, GLMAdapter) and isinstance(
-            adapter.loss, (SquaredLoss, MarginLoss, SoftmaxLoss, TweedieLoss))
+            adapter.loss, (SquaredLoss, MarginLoss, SoftmaxLoss, TweedieLoss,
+                           EpsilonInsensitiveLoss))
         self.n_rhs = np.inf  # refits to come: whether to form H^-1
 
     # ---- parameters --------------------------------------------------------

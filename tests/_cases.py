@@ -21,7 +21,7 @@ from sklearn.linear_model import (
     TweedieRegressor,
 )
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import LinearSVC
+from sklearn.svm import SVC, SVR, LinearSVC, LinearSVR
 
 from skinfluence._hinge_qp import hinge_refit
 from skinfluence.models import get_adapter
@@ -49,6 +49,10 @@ def load(name):
     if name == "diabetes_pos":  # standardised features, positive target
         X, y = load_diabetes(return_X_y=True)
         return _split(StandardScaler().fit_transform(X), y, 20, seed=0)
+    if name == "cancer_reg":  # regression: mean radius from 20 other features
+        X, _ = load_breast_cancer(return_X_y=True)
+        X = StandardScaler().fit_transform(X)
+        return _split(X[:, 10:], X[:, 0], 20, seed=0)
     if name == "diabetes_bin":  # not separable: fits without penalty exist
         X, y = load_diabetes(return_X_y=True)
         X = StandardScaler().fit_transform(X)
@@ -116,6 +120,15 @@ CASES = [
      False),
     ("SGDClassifier-hinge", lambda: SGDClassifier(loss="hinge", alpha=1e-2, **_SGD),
      "cancer", False),
+    ("SVC-linear-hinge", lambda: SVC(kernel="linear", C=0.1, tol=1e-10), "cancer",
+     True),
+    ("LinearSVR-squared", lambda: LinearSVR(loss="squared_epsilon_insensitive",
+                                            epsilon=0.1, C=0.1, dual=False, **_SVC),
+     "cancer_reg", False),
+    ("LinearSVR-hinge", lambda: LinearSVR(epsilon=0.1, C=0.1, **_SVC), "cancer_reg",
+     False),
+    ("SVR-linear-hinge-sw", lambda: SVR(kernel="linear", epsilon=0.1, C=0.1,
+                                        tol=1e-10), "cancer_reg", True),
     ("RidgeClassifier-balanced", lambda: RidgeClassifier(alpha=0.5,
                                                          class_weight="balanced"),
      "cancer", False),
@@ -137,7 +150,7 @@ CASES = [
      "diabetes_std", False),
 ]
 
-SMOOTH = [c for c in CASES if "hinge" not in c[0] and "SVC" not in c[0]]
+SMOOTH = [c for c in CASES if "hinge" not in c[0] and "SV" not in c[0]]
 # Least squares, where the Newton step is the exact refit (re-balanced class
 # weights move the other rows' curvature too, which the step neglects).
 LEAST_SQUARES = [c for c in CASES if (c[2].startswith("diabetes") and "Reg" in c[0]
@@ -158,7 +171,9 @@ def fitted(case, polish=True):
     Xtr, ytr, Xte, yte = load(data)
     sw = weights(data) if use_sw else None
     model = factory().fit(Xtr, ytr, sample_weight=sw)
-    if polish and (name.startswith("SGD") or "hinge" in name):
+    # libsvm (SVC, SVR) solves its dual to tol and keeps coef_ read-only.
+    libsvm = isinstance(model, (SVC, SVR))
+    if polish and (name.startswith("SGD") or "hinge" in name) and not libsvm:
         adapter = get_adapter(model, y=ytr, sample_weight=sw, n_train=len(ytr))
         w = np.ones(len(ytr)) if sw is None else sw
         if "hinge" in name:  # liblinear's dual CD stops short too

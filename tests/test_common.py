@@ -11,6 +11,7 @@ from sklearn.linear_model import (
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR, LinearSVR
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skinfluence import InfluenceEstimator
@@ -23,6 +24,8 @@ ESTIMATORS = [
     InfluenceEstimator(GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2)),
     InfluenceEstimator(RidgeClassifier()),
     InfluenceEstimator(PoissonRegressor()),
+    InfluenceEstimator(LinearSVR(random_state=0)),
+    InfluenceEstimator(SVR(kernel="linear")),
     InfluenceEstimator(TweedieRegressor(power=1.5, link="log")),
 ]
 

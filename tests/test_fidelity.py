@@ -144,7 +144,10 @@ def test_smooth_hinge_is_the_derivative_of_the_hinge_solution(case):
     # At small t the smooth-hinge influence is the derivative of the exact
     # hinge solution as row j's weight drops.
     model, (Xtr, ytr, Xte, yte), sw = fitted(case)
-    t = 1e-3
+    # Regression's tube has two kinks per row, with many rows close to
+    # them: the smooth loss takes a smaller temperature to resolve them
+    # (r = 0.92 at t = 1e-3, 0.998 at 1e-4 on this data).
+    t = 1e-5 if "SVR" in case[0] else 1e-3
     inf = InfluenceEstimator(model, t=t).fit(Xtr, ytr, sample_weight=sw)
     I = inf.score_influence(Xte, yte)
     rows = _rows(I, len(ytr), n=20)

@@ -4,7 +4,7 @@ from ._glm import GLMAdapter
 from ._linear import linear_adapter, ridge_classifier_adapter
 from ._logistic import effective_logistic_penalty, logistic_adapter
 from ._pipeline import split_pipeline, unwrap_search
-from ._svm import svm_adapter
+from ._svm import svm_adapter, svr_adapter
 from ._tweedie import GLM_REGRESSORS, tweedie_adapter
 
 SUPPORTED = (
@@ -12,7 +12,8 @@ SUPPORTED = (
     "SGDRegressor(loss='squared_error')), "
     "logistic (LogisticRegression and LogisticRegressionCV with an l2 penalty "
     "or none, SGDClassifier(loss='log_loss')), smooth-hinge SVM (LinearSVC, "
-    "SGDClassifier(loss='hinge')) and scikit-learn's GLMs (PoissonRegressor, "
+    "SVC(kernel='linear') binary, SGDClassifier(loss='hinge'), LinearSVR, "
+    "SVR(kernel='linear')) and scikit-learn's GLMs (PoissonRegressor, "
     "GammaRegressor, TweedieRegressor); and torch modules wrapped in "
     "skinfluence.torch.TorchModel; fitted searches (GridSearchCV, ...) of any "
     "of them"
@@ -112,6 +113,15 @@ def check_supported(model):
         if model.multi_class != "ovr":
             _refuse("LinearSVC(multi_class='crammer_singer') is not supported; "
                     "use multi_class='ovr'.")
+    if name in ("SVC", "SVR") and model.kernel != "linear":
+        _refuse(f"{name}(kernel={model.kernel!r}) is not supported: its weights "
+                "live in the kernel's feature space. Use kernel='linear', or "
+                "KernelRidge, or a Pipeline of a kernel approximation "
+                "(sklearn.kernel_approximation.Nystroem) and a linear model.")
+    if name == "SVC" and hasattr(model, "classes_") and len(model.classes_) > 2:
+        _refuse("SVC on more than two classes fits one-vs-one problems on "
+                "pairs of classes, which is not supported; use LinearSVC "
+                "(one-vs-rest) or OneVsRestClassifier(SVC(kernel='linear')).")
     return model
 
 
@@ -119,8 +129,11 @@ def get_adapter(model, *, y, sample_weight, n_train, t=0.1):
     """Build the adapter for a fitted supported model (checked first)."""
     model = check_supported(model)
     name = type(model).__name__
-    if name == "SGDClassifier" and model.loss == "hinge" or name == "LinearSVC":
+    if name == "SGDClassifier" and model.loss == "hinge" or name in ("LinearSVC",
+                                                                      "SVC"):
         return svm_adapter(model, y, sample_weight, n_train, t)
+    if name in ("LinearSVR", "SVR"):
+        return svr_adapter(model, y, sample_weight, n_train, t)
     return _KINDS[name](model, y, sample_weight, n_train)
 
 
@@ -134,7 +147,8 @@ _KINDS = {
     "LogisticRegression": logistic_adapter,
     "LogisticRegressionCV": logistic_adapter,
     "SGDClassifier": logistic_adapter,
-    "LinearSVC": None,  # svm_adapter, which also takes the temperature
+    # svm_adapter and svr_adapter, which also take the temperature:
+    **dict.fromkeys(("LinearSVC", "SVC", "LinearSVR", "SVR")),
     **dict.fromkeys(GLM_REGRESSORS, tweedie_adapter),
 }
 

@@ -111,6 +111,13 @@ class MarginLoss:
         p = expit((1.0 - m) / self.t)
         return -p, p * (1.0 - p) / self.t
 
+    def subgradient_parts(self, y, raw, tol):
+        """The hinge's subgradient in raw: ``fixed + alpha * direction`` on
+        the kinks (``on``, margins within tol of 1), alpha in [0, 1]."""
+        y_pm, m = self._margins(y, raw)
+        fixed = np.where(m < 1 - tol, -y_pm, 0.0)
+        return fixed, np.abs(m - 1) <= tol, -y_pm
+
     def objective_grad_hess(self, y, raw):
         y_pm, m = self._margins(y, raw)
         d1, d2 = self._dphi(m)
@@ -170,6 +177,77 @@ class SoftmaxLoss:
         out += top
         out -= shift[np.arange(shift.shape[0]), y, :]
         return out
+
+
+class EpsilonInsensitiveLoss:
+    """Support vector regression's ``max(0, |y - raw| - epsilon)``, made smooth.
+
+    ``kind="smooth"`` sums two smooth hinges of temperature t,
+    ``t log(1 + exp((r - eps)/t)) + t log(1 + exp((-r - eps)/t))`` with the
+    residual ``r = y - raw`` (Koh & Liang's smoothing, on both sides of the
+    tube), which tends to the loss as t -> 0; ``kind="squared"`` is
+    LinearSVR's ``max(0, |r| - eps)^2``, once differentiable with the
+    piecewise-constant second derivative liblinear itself uses.
+    """
+
+    def __init__(self, epsilon, kind, t=None):
+        self.epsilon = float(epsilon)
+        self.kind = kind
+        self.t = t
+        self.name = f"{kind}_epsilon_insensitive"
+
+    def _residual(self, y, raw):
+        return y.reshape(raw.shape) - raw
+
+    def _phi(self, r):
+        eps = self.epsilon
+        if self.kind == "squared":
+            return np.maximum(0.0, np.abs(r) - eps) ** 2
+        t = self.t
+        return t * (np.logaddexp(0.0, (r - eps) / t)
+                    + np.logaddexp(0.0, (-r - eps) / t))
+
+    def _dphi(self, r):
+        """First and second derivatives in the residual."""
+        eps = self.epsilon
+        if self.kind == "squared":
+            out = np.maximum(0.0, np.abs(r) - eps)
+            return 2.0 * np.sign(r) * out, 2.0 * (out > 0)
+        t = self.t
+        up, down = expit((r - eps) / t), expit((-r - eps) / t)
+        return up - down, (up * (1.0 - up) + down * (1.0 - down)) / t
+
+    def subgradient_parts(self, y, raw, tol):
+        """The loss's subgradient in raw: ``fixed + alpha * direction`` on
+        the kinks (``on``: residuals within ``tol * max(1, epsilon)`` of
+        ``+-epsilon``), alpha in [0, 1]."""
+        r = self._residual(y, raw)
+        eps, tol = self.epsilon, tol * max(1.0, self.epsilon)
+        fixed = np.where(r > eps + tol, -1.0, np.where(r < -eps - tol, 1.0, 0.0))
+        upper, lower = np.abs(r - eps) <= tol, np.abs(r + eps) <= tol
+        direction = np.where(upper, -1.0, 1.0)
+        if eps <= tol:  # one kink of |r|: any slope in [-1, 1]
+            both = upper & lower
+            fixed = np.where(both, -1.0, fixed)
+            direction = np.where(both, 2.0, direction)
+        return fixed, upper | lower, direction
+
+    def objective_grad_hess(self, y, raw):
+        d1, d2 = self._dphi(self._residual(y, raw))
+        return -d1, d2[:, :, None]  # r = y - raw
+
+    def objective_loss(self, y, raw):
+        return np.sum(self._phi(self._residual(y, raw)), axis=1)
+
+    user_loss = objective_loss
+
+    def user_grad(self, y, raw):
+        return -self._dphi(self._residual(y, raw))[0]
+
+    def loss_change(self, y, raw, shift):
+        """``user_loss(raw + shift) - user_loss(raw)`` for shifts (n, K, c)."""
+        r = self._residual(y, raw)[:, :, None]
+        return (self._phi(r - shift) - self._phi(r)).sum(axis=1)
 
 
 def _expm1_over(k, u):
@@ -461,7 +539,9 @@ class GLMAdapter(ModelAdapter):
 
     def read_theta(self):
         """Parameters as the wrapped model holds them now, in ``theta`` layout."""
-        coef = np.asarray(self.estimator.coef_, dtype=np.float64)
+        coef = self.estimator.coef_
+        coef = np.asarray(coef.toarray() if sp.issparse(coef) else coef,
+                          dtype=np.float64)  # libsvm's, after sparse X
         if coef.size != self.coef.size:
             return coef.ravel()
         coef = coef.reshape(self.coef.shape)
