@@ -1,5 +1,6 @@
 """scikit-learn's estimator checks on wrapped models."""
 
+from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import (
     LogisticRegression,
     PoissonRegressor,
@@ -24,6 +25,7 @@ ESTIMATORS = [
     InfluenceEstimator(GridSearchCV(Ridge(), {"alpha": [0.1, 1.0]}, cv=2)),
     InfluenceEstimator(RidgeClassifier()),
     InfluenceEstimator(PoissonRegressor()),
+    InfluenceEstimator(KernelRidge(kernel="rbf")),
     InfluenceEstimator(LinearSVR(random_state=0)),
     InfluenceEstimator(SVR(kernel="linear")),
     InfluenceEstimator(TweedieRegressor(power=1.5, link="log")),

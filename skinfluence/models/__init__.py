@@ -1,6 +1,7 @@
 """Model adapters: the one place that says which models are supported."""
 
 from ._glm import GLMAdapter
+from ._kernel import kernel_ridge_adapter
 from ._linear import linear_adapter, ridge_classifier_adapter
 from ._logistic import effective_logistic_penalty, logistic_adapter
 from ._pipeline import split_pipeline, unwrap_search
@@ -9,7 +10,7 @@ from ._tweedie import GLM_REGRESSORS, tweedie_adapter
 
 SUPPORTED = (
     "linear (LinearRegression, Ridge, RidgeCV, RidgeClassifier, RidgeClassifierCV, "
-    "SGDRegressor(loss='squared_error')), "
+    "SGDRegressor(loss='squared_error'), KernelRidge), "
     "logistic (LogisticRegression and LogisticRegressionCV with an l2 penalty "
     "or none, SGDClassifier(loss='log_loss')), smooth-hinge SVM (LinearSVC, "
     "SVC(kernel='linear') binary, SGDClassifier(loss='hinge'), LinearSVR, "
@@ -142,6 +143,7 @@ _KINDS = {
     "Ridge": linear_adapter,
     "RidgeCV": linear_adapter,
     "RidgeClassifier": ridge_classifier_adapter,
+    "KernelRidge": kernel_ridge_adapter,
     "RidgeClassifierCV": ridge_classifier_adapter,
     "SGDRegressor": linear_adapter,
     "LogisticRegression": logistic_adapter,
