@@ -97,6 +97,8 @@ class GLMEngine(Engine):
         est.n_train_ = n_train
         est.n_params_ = adapter.n_params
         est.theta_ = adapter.theta
+        if hasattr(adapter, "active"):  # l1 models: the parameters' features
+            est.active_set_ = adapter.active
 
         if est.method == "ekfac":
             raise ValueError(
@@ -192,6 +194,13 @@ class GLMEngine(Engine):
         return np.sum(a.user_grad(y_enc, raw) * shift, axis=1)
 
     def perturbation(self, est, X, y, top_k):
+        if not est._adapter.raw_features:
+            raise ValueError(
+                "kind='perturbation' differentiates through features that are "
+                "the model's inputs; "
+                f"{type(self._last_step(est)).__name__}'s parameters act on "
+                "derived ones (kernel eigenfeatures, an active set), which is "
+                "not supported.")
         return perturbation_influence(est, X, y, top_k=top_k)
 
     def check_group_removal(self, est, masks, labels):

@@ -267,6 +267,7 @@ def _newton_block(est, Theta, S, offset, labels, exact):
     Grad = np.stack([np.asarray(Z.T @ GS[:, :, k]) for k in range(K)]).reshape(
         -1, Theta.shape[0])
     Grad += a.penalty[:, None] * Theta.T - offset[:, None]
+    Grad += np.reshape(a.linear, (-1, 1))  # an l1 penalty's, on the active set
     op = HessianOperator(a.n_params, _GroupHessians(Z, S, hess, a.penalty),
                          columnwise=True)
     # Separate recursions per column (block=False): each has its own operator.

@@ -527,6 +527,7 @@ def _batch_gradient(adapter, Z, ZT, y_enc, S, Theta):
     G = np.asarray(ZT @ g.reshape(n, m * K))
     G = G.reshape(p, m, K).transpose(1, 2, 0).reshape(m, P)
     G += adapter.penalty * Theta
+    G += adapter.linear
     return G
 
 
@@ -543,7 +544,8 @@ def _gradient_scale(adapter, Z, y_enc, s):
                                      np.abs(raw[:, : hess.shape[2]]))
     terms *= np.abs(s)[:, None]
     absZ = abs(Z) if sp.issparse(Z) else np.abs(Z)
-    G = np.asarray(absZ.T @ terms).T.ravel() + np.abs(adapter.penalty * adapter.theta)
+    G = np.asarray(absZ.T @ terms).T.ravel() + np.abs(
+        adapter.penalty * adapter.theta) + np.abs(adapter.linear)
     return max(float(np.linalg.norm(G)), np.finfo(np.float64).tiny)
 
 
@@ -652,6 +654,8 @@ class _LeaveOneOut:
         self.ZT = self.Z.T.tocsr() if sp.issparse(self.Z) else self.Z.T
         self.adapter = adapter.with_theta(template[self.keep])
         self.adapter.penalty = adapter.penalty[self.keep]
+        if np.ndim(adapter.linear):
+            self.adapter.linear = adapter.linear[self.keep]
         self.K, self.p = K, self.Z.shape[1]
         self.P = K * self.p
         self.p_full = p_full
@@ -1020,12 +1024,21 @@ def _plain(model):
         plain.classes_ = model.classes_
         plain._label_binarizer = model._label_binarizer
     elif name == "LogisticRegressionCV":
+        ratio = getattr(model, "l1_ratio_", None)
+        ratio = None if ratio is None else float(np.ravel(ratio)[0])
         plain = LogisticRegression(
             C=float(np.ravel(model.C_)[0]), solver=model.solver,
             fit_intercept=model.fit_intercept,
             intercept_scaling=model.intercept_scaling,
-            class_weight=model.class_weight, max_iter=model.max_iter)
+            class_weight=model.class_weight, max_iter=model.max_iter,
+            l1_ratio=0.0 if ratio is None or np.isnan(ratio) else ratio)
         plain.classes_ = model.classes_
+    elif name in ("LassoCV", "ElasticNetCV"):
+        from sklearn.linear_model import ElasticNet
+
+        plain = ElasticNet(alpha=model.alpha_,
+                           l1_ratio=getattr(model, "l1_ratio_", 1.0),
+                           fit_intercept=model.fit_intercept, positive=model.positive)
     else:
         return model
     plain.coef_ = np.array(model.coef_, copy=True)
@@ -1067,6 +1080,8 @@ def _refit_native(model, adapter, X, y, sw, j, removed):
         est.intercept_ = np.array(model.intercept_, dtype=float, copy=True)
     elif name == "LinearSVC":
         est.set_params(tol=1e-12, max_iter=1_000_000)
+    elif name in ("Lasso", "ElasticNet"):
+        est.set_params(tol=1e-14, max_iter=1_000_000)
     elif name in GLM_REGRESSORS:
         # Every solver minimises the same objective; Newton's reaches it.
         est.set_params(solver="newton-cholesky", tol=1e-12, max_iter=10_000)
@@ -1150,7 +1165,7 @@ def _newton_iterations(adapter, Z, y_enc, s, scale=None, max_iter=None,
         raw = current.raw_prediction(Z)
         pointwise, hess = current.pointwise_grad_hess(y_enc, raw)
         grad = np.asarray(Z.T @ (s[:, None] * pointwise)).T.ravel()
-        grad += current.penalty * current.theta
+        grad += current.penalty * current.theta + current.linear
         norm = np.linalg.norm(grad)
         if _newton_done(norm, prev, scale):
             break

@@ -2,6 +2,7 @@
 
 from sklearn.kernel_ridge import KernelRidge
 from sklearn.linear_model import (
+    Lasso,
     LogisticRegression,
     PoissonRegressor,
     Ridge,
@@ -26,6 +27,7 @@ ESTIMATORS = [
     InfluenceEstimator(RidgeClassifier()),
     InfluenceEstimator(PoissonRegressor()),
     InfluenceEstimator(KernelRidge(kernel="rbf")),
+    InfluenceEstimator(Lasso(alpha=0.01)),
     InfluenceEstimator(LinearSVR(random_state=0)),
     InfluenceEstimator(SVR(kernel="linear")),
     InfluenceEstimator(TweedieRegressor(power=1.5, link="log")),

@@ -12,13 +12,13 @@ from sklearn.datasets import make_classification
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import (
-    Lasso,
     LinearRegression,
     LogisticRegression,
     Ridge,
     SGDClassifier,
 )
 from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
@@ -275,11 +275,14 @@ def test_unsupported_models_are_refused(cancer):
     with pytest.raises(TypeError, match="DecisionTreeClassifier is not supported "
                                         "by skinfluence: trees .* piecewise"):
         InfluenceEstimator(DecisionTreeClassifier()).fit(Xtr, ytr)
-    with pytest.raises(ValueError, match="l1"):
-        InfluenceEstimator(LogisticRegression(l1_ratio=1.0, solver="saga")).fit(
-            Xtr, ytr)
-    with pytest.raises(TypeError, match="Lasso is not supported.*Supported models"):
-        InfluenceEstimator(Lasso()).fit(Xtr, ytr)
+    y3 = np.digitize(Xtr[:, 0], np.quantile(Xtr[:, 0], [1 / 3, 2 / 3]))
+    with pytest.raises(ValueError, match="l1 penalty on 3 classes keeps a different "
+                                         "support per class"):
+        InfluenceEstimator(LogisticRegression(l1_ratio=1.0, solver="saga",
+                                              C=0.1)).fit(Xtr, y3)
+    with pytest.raises(TypeError, match="KNeighborsClassifier is not supported.*"
+                                        "Supported models"):
+        InfluenceEstimator(KNeighborsClassifier()).fit(Xtr, ytr)
     with pytest.raises(ValueError, match="modified_huber"):
         InfluenceEstimator(SGDClassifier(loss="modified_huber")).fit(Xtr, ytr)
     with pytest.raises(ValueError, match="crammer_singer"):

@@ -5,6 +5,7 @@ from ._kernel import kernel_ridge_adapter
 from ._linear import linear_adapter, ridge_classifier_adapter
 from ._logistic import effective_logistic_penalty, logistic_adapter
 from ._pipeline import split_pipeline, unwrap_search
+from ._sparse import L1_REGRESSORS, l1_adapter_for_logistic, l1_regressor_adapter
 from ._svm import svm_adapter, svr_adapter
 from ._tweedie import GLM_REGRESSORS, tweedie_adapter
 
@@ -12,10 +13,12 @@ SUPPORTED = (
     "linear (LinearRegression, Ridge, RidgeCV, RidgeClassifier, RidgeClassifierCV, "
     "SGDRegressor(loss='squared_error'), KernelRidge), "
     "logistic (LogisticRegression and LogisticRegressionCV with an l2 penalty "
-    "or none, SGDClassifier(loss='log_loss')), smooth-hinge SVM (LinearSVC, "
-    "SVC(kernel='linear') binary, SGDClassifier(loss='hinge'), LinearSVR, "
-    "SVR(kernel='linear')) and scikit-learn's GLMs (PoissonRegressor, "
-    "GammaRegressor, TweedieRegressor); and torch modules wrapped in "
+    "or none, or an l1 one on two classes, SGDClassifier(loss='log_loss')), "
+    "l1 (Lasso, ElasticNet, LassoCV, ElasticNetCV, on their active set), "
+    "smooth-hinge SVM (LinearSVC, SVC(kernel='linear') binary, "
+    "SGDClassifier(loss='hinge'), LinearSVR, SVR(kernel='linear')) and "
+    "scikit-learn's GLMs (PoissonRegressor, GammaRegressor, TweedieRegressor); "
+    "and torch modules wrapped in "
     "skinfluence.torch.TorchModel; fitted searches (GridSearchCV, ...) of any "
     "of them"
 )
@@ -92,12 +95,6 @@ def check_supported(model):
             model, "positive", False):
         _refuse(f"{name}(positive=True) is a constrained fit whose optimum is not "
                 "stationary; influence functions need an unconstrained model.")
-    if name in ("LogisticRegression", "LogisticRegressionCV") and (
-            name == "LogisticRegression" or hasattr(model, "C_")):
-        penalty = effective_logistic_penalty(model)
-        if penalty not in ("l2", None):
-            _refuse(f"{name} with penalty {penalty!r} is not supported: "
-                    f"{l1}. Use an l2 penalty (l1_ratio=0) or none (C=np.inf).")
     if name.startswith("SGD"):
         allowed = {"SGDRegressor": ("squared_error",),
                    "SGDClassifier": ("log_loss", "hinge")}[name]
@@ -130,6 +127,9 @@ def get_adapter(model, *, y, sample_weight, n_train, t=0.1):
     """Build the adapter for a fitted supported model (checked first)."""
     model = check_supported(model)
     name = type(model).__name__
+    if name in ("LogisticRegression", "LogisticRegressionCV") and (
+            effective_logistic_penalty(model) in ("l1", "elasticnet")):
+        return l1_adapter_for_logistic(model, y, sample_weight, n_train)
     if name == "SGDClassifier" and model.loss == "hinge" or name in ("LinearSVC",
                                                                       "SVC"):
         return svm_adapter(model, y, sample_weight, n_train, t)
@@ -142,6 +142,7 @@ _KINDS = {
     "LinearRegression": linear_adapter,
     "Ridge": linear_adapter,
     "RidgeCV": linear_adapter,
+    **dict.fromkeys(L1_REGRESSORS, l1_regressor_adapter),
     "RidgeClassifier": ridge_classifier_adapter,
     "KernelRidge": kernel_ridge_adapter,
     "RidgeClassifierCV": ridge_classifier_adapter,

@@ -498,13 +498,19 @@ class GLMAdapter(ModelAdapter):
         False for models fitted with the (non-smooth) hinge: their objective
         is only approximated by the smooth hinge, so stationarity is not
         checked.
+    linear : ndarray of shape (n_params,) or None
+        A linear term ``linear' theta`` of J: an l1 penalty on the active
+        set, ``l1 * sign(theta)``, constant while no coefficient crosses 0.
     """
 
     family = "glm"
+    #: Whether ``features(X)`` is ``[X, 1]``: the parameters act on the
+    #: model's inputs themselves (not on kernel features or an active set).
+    raw_features = True
 
     def __init__(self, *, estimator, coef, intercept, loss, scale, penalty,
                  classes=None, class_weight=None, reweighting=None, smooth=True,
-                 description=""):
+                 linear=None, description=""):
         self.estimator = estimator
         self.coef = np.asarray(coef, dtype=np.float64)
         self.intercept = None if intercept is None else np.asarray(
@@ -516,6 +522,7 @@ class GLMAdapter(ModelAdapter):
         self.class_weight = class_weight
         self.reweighting = reweighting
         self.smooth = smooth
+        self.linear = 0.0 if linear is None else np.asarray(linear, dtype=np.float64)
         self.description = description
 
     # ---- parameters -----------------------------------------------------
@@ -642,11 +649,12 @@ class GLMAdapter(ModelAdapter):
     def objective_gradient(self, Z, y_enc, s):
         grad, _ = self.pointwise_grad_hess(y_enc, self.raw_prediction(Z))
         G = np.asarray(Z.T @ (s[:, None] * grad)).T  # (K, p')
-        return G.ravel() + self.penalty * self.theta
+        return G.ravel() + self.penalty * self.theta + self.linear
 
     def objective_value(self, Z, y_enc, s):
         loss = self.loss.objective_loss(y_enc, self.raw_prediction(Z))
-        return float(s @ loss + 0.5 * self.theta @ (self.penalty * self.theta))
+        theta = self.theta
+        return float(s @ loss + theta @ (0.5 * self.penalty * theta + self.linear))
 
     def hessian(self, Z, s, hess):
         """Dense ``sum_j s_j D_j (x) z_j z_j' + diag(penalty)``."""

@@ -35,6 +35,8 @@ def kernel_of(est, X, Y):
 class KernelRidgeAdapter(GLMAdapter):
     """GLMAdapter of a KernelRidge on the kernel's eigenfeatures."""
 
+    raw_features = False
+
     def __init__(self, est, **kwargs):
         K = kernel_of(est, est.X_fit_, est.X_fit_) if est.kernel != "precomputed" else (
             np.asarray(est.X_fit_, dtype=np.float64))
