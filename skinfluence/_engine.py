@@ -56,10 +56,18 @@ class Engine:
 
 
 def engine_for(model):
-    """The engine of ``model``'s family (a torch model, or a GLM)."""
-    from ._torch_path import TorchEngine, is_torch_model
+    """The engine of ``model``'s family (a torch model, or a GLM).
 
-    if is_torch_model(model):
+    Decided by the last step of a Pipeline (and the model a search refits):
+    TorchModels, skorch nets and scikit-learn's MLPClassifier and
+    MLPRegressor (through a torch replica, :mod:`skinfluence.models._mlp`)
+    go to the torch engine, everything else to the GLM engine, which
+    refuses what it does not support.
+    """
+    from ._torch_path import TorchEngine, is_torch_model
+    from .models._pipeline import split_pipeline
+
+    if is_torch_model(split_pipeline(model)[1]):
         return TorchEngine()
     from ._glm_path import GLMEngine
 

@@ -2,8 +2,11 @@
 
 :class:`TorchModel` wraps an already trained ``torch.nn.Module`` with its
 training loss and weight decay, so that :class:`~skinfluence.InfluenceEstimator`
-can take influence with respect to its parameters. torch is optional: this
-module imports it only when a TorchModel is used.
+can take influence with respect to its parameters. scikit-learn's
+MLPClassifier and MLPRegressor are taken the same way, through a float64
+replica of the fitted network with scikit-learn's own objective
+(:meth:`TorchModel.from_mlp`; InfluenceEstimator builds it itself). torch is
+optional: this module imports it only when a TorchModel is used.
 """
 
 import copy
@@ -80,6 +83,25 @@ def _mse(out, t):
 LOSSES = {"cross_entropy": _cross_entropy, "mse": _mse}
 
 
+def _check_weight_decay(weight_decay, names):
+    """A non-negative float, or a dict of them keyed by parameter names."""
+    values = (weight_decay.values() if isinstance(weight_decay, dict)
+              else [weight_decay])
+    if not all(isinstance(v, (int, float, np.integer, np.floating))
+               and not isinstance(v, bool) and v >= 0 for v in values):
+        raise ValueError(
+            "weight_decay must be a non-negative float, or a dict of them "
+            f"keyed by parameter names; got {weight_decay!r}."
+        )
+    if isinstance(weight_decay, dict):
+        unknown = [k for k in weight_decay if k not in names]
+        if unknown:
+            raise ValueError(
+                f"weight_decay names {unknown}, which are not parameters of the "
+                f"module; its parameters are {names}."
+            )
+
+
 def _resolve_dtype(torch, dtype):
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
@@ -118,10 +140,17 @@ class TorchModel(BaseEstimator):
         when ``classes`` is given, else ``y`` as a float tensor. A fitted
         estimator pickles with the loss: make it a module-level function
         (or a picklable object), not a lambda or a closure.
-    weight_decay : float, default=0.0
+    weight_decay : float or dict, default=0.0
         The L2 penalty as ``torch.optim`` states it, on the *mean* loss:
         the objective is ``mean_j l_j + weight_decay / 2 ||theta||^2``. It
-        applies to the parameters influence is taken on (``params``).
+        applies to the parameters influence is taken on (``params``). A
+        dict gives each parameter its own decay, by name (as in
+        ``named_parameters()``), like an optimizer's parameter groups:
+        ``mean_j l_j + sum_p weight_decay[p] / 2 ||theta_p||^2``, the
+        parameters it does not name unpenalised (e.g. ``{"0.weight": 1e-3,
+        "2.weight": 1e-3}`` leaves the biases free). A non-uniform decay
+        rules out ``method="ekfac"``, which can add only one to its
+        eigenvalues (EK-FAC as the preconditioner of cg is fine).
     params : list of str, default=None
         Names (as in ``module.named_parameters()``, e.g. ``"2.weight"``) of
         the parameters to take influence on; None means all of them. The
@@ -281,6 +310,72 @@ class TorchModel(BaseEstimator):
         kwargs.setdefault("classes", classes)
         return cls(net.module_, loss=loss, weight_decay=weight_decay, **kwargs)
 
+    @classmethod
+    def from_mlp(cls, mlp, X, y, **kwargs):
+        """The TorchModel replica of a fitted scikit-learn MLP.
+
+        A ``torch.nn.Sequential`` of ``Linear`` layers holding float64
+        copies of ``mlp.coefs_`` (transposed) and ``mlp.intercepts_``, the
+        MLP's hidden activation (identity, logistic, tanh or relu) between
+        them, and scikit-learn's own training objective: the mean over rows
+        of the log-loss (one logit toward ``classes_[1]`` for two classes,
+        the softmax cross-entropy for more; loss "cross_entropy") or of the
+        squared error (loss "mse"), plus ``alpha / (2 n_train)`` times the
+        squared weights, the biases unpenalised (a per-parameter
+        ``weight_decay``; see :mod:`skinfluence.models._mlp` for the
+        derivation). Passing an MLP (or a Pipeline ending in one) to
+        :class:`~skinfluence.InfluenceEstimator` does this itself; call it
+        for ``curvature="ggn"``, another ``device`` or to restrict
+        ``params``.
+
+        Influence is taken at the MLP's fitted weights. An MLP fitted by
+        "adam" or "sgd" (or by "lbfgs" stopped early) need not be at a
+        minimum of its objective; InfluenceEstimator measures how far it is
+        and warns (``stationarity_``). Its scores are those of the float64
+        replica, whatever dtype the MLP was trained in.
+
+        Parameters
+        ----------
+        mlp : MLPClassifier or MLPRegressor
+            A fitted MLP (not multilabel, ``loss="squared_error"`` for a
+            regressor, no ``early_stopping`` with a stochastic solver).
+        X : array-like of shape (n_train, n_features)
+            The rows it was trained on (after any Pipeline steps).
+        y : array-like of shape (n_train,) or (n_train, n_outputs)
+            Their targets.
+        **kwargs
+            Other TorchModel parameters (``params``, ``device``,
+            ``curvature``; ``dtype`` defaults to "float64").
+
+        Returns
+        -------
+        model : TorchModel
+            Fitted on (X, y): ``n_train`` fixes the mean-form weight decay,
+            ``alpha / n_train`` (twice that for a regressor, whose loss is
+            the full squared error).
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.neural_network import MLPClassifier
+        >>> from skinfluence.torch import TorchModel
+        >>> X, y = load_iris(return_X_y=True)
+        >>> mlp = MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs",
+        ...                     max_iter=500, random_state=0).fit(X, y)
+        >>> model = TorchModel.from_mlp(mlp, X, y)
+        >>> bool(abs(model.predict_proba(X) - mlp.predict_proba(X)).max() < 1e-12)
+        True
+        """
+        from .models._mlp import is_mlp, mlp_torch_model
+
+        if not is_mlp(mlp):
+            raise TypeError(
+                "mlp must be scikit-learn's MLPClassifier or MLPRegressor; got "
+                f"{type(mlp).__name__}.")
+        X = np.asarray(X, dtype=np.float64) if not hasattr(X, "toarray") else (
+            X.toarray().astype(np.float64))
+        return mlp_torch_model(mlp, X, y, **kwargs)
+
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
         """Record classes and input size; the module itself is not trained.
@@ -312,11 +407,8 @@ class TorchModel(BaseEstimator):
             raise ValueError(
                 f"curvature must be 'hessian' or 'ggn'; got {self.curvature!r}."
             )
-        if not np.isscalar(self.weight_decay) or self.weight_decay < 0:
-            raise ValueError(
-                f"weight_decay must be a non-negative float; got {self.weight_decay!r}."
-            )
         names = [n for n, _ in self.module.named_parameters()]
+        _check_weight_decay(self.weight_decay, names)
         if self.params is not None:
             unknown = [p for p in self.params if p not in names]
             if unknown or not len(self.params):

@@ -1200,12 +1200,21 @@ _TORCH_MAX_PARAMS = 5000
 
 
 def _torch_model(model, X, y):
-    """The TorchModel of a TorchModel or skorch net, and y as its loss takes it."""
+    """The TorchModel of a TorchModel, skorch net or scikit-learn MLP (its
+    float64 replica), the training rows as it takes them, and y as its loss
+    takes it."""
     from sklearn.exceptions import NotFittedError
 
     from ._torch_path import _targets
+    from .models._mlp import is_mlp
     from .torch import TorchModel, is_skorch_net
 
+    if is_mlp(model):
+        check_is_fitted(model)  # refitted without each row, so fitted already
+        X = check_features(X, model.n_features_in_, name=type(model).__name__)
+        X = X.toarray() if sp.issparse(X) else X
+        model = TorchModel.from_mlp(model, X, y)
+        return model, X, _targets(model, X, y)
     if is_skorch_net(model):
         if not (getattr(model, "initialized_", False) and len(model.history)):
             raise NotFittedError(
@@ -1223,20 +1232,29 @@ def _torch_model(model, X, y):
         # (TorchModel.fit converts a copy; the user's module is left alone).
         model = clone(model).set_params(dtype="float64").fit(
             X, _targets(model, X, y))
-    return model, _targets(model, X, y)
+    return model, X, _targets(model, X, y)
 
 
 def _loo_torch(model, X_train, y_train, X_test, y_test, rows, *, sample_weight,
                epsilon, verbose):
-    """loo_influence for a TorchModel or skorch net: (influence, info)."""
-    if sample_weight is not None:
+    """loo_influence for a TorchModel, skorch net or MLP: (influence, info)."""
+    from .models._mlp import is_mlp
+
+    mlp = is_mlp(model)
+    if sample_weight is not None and not mlp and getattr(model, "_mlp", None) is None:
         raise ValueError("sample_weight is not supported for torch models.")
-    model, y_train = _torch_model(model, X_train, y_train)
+    name, source = type(model).__name__, model
+    model, X_train, y_train = _torch_model(model, X_train, y_train)
+    if sample_weight is not None:
+        sample_weight = _check_sample_weight(sample_weight, X_train)
     from ._torch_path import _targets
     from .models._torch import TorchAdapter
 
+    if mlp:
+        X_test = check_features(X_test, X_train.shape[1], name=name)
+        X_test = X_test.toarray() if sp.issparse(X_test) else X_test
     y_test = _targets(model, X_test, y_test)
-    adapter = TorchAdapter(model, X_train, y_train)
+    adapter = TorchAdapter(model, X_train, y_train, sample_weight=sample_weight)
     bad = (rows < 0) | (rows >= adapter.n_train)
     if np.any(bad):
         raise IndexError(
@@ -1248,26 +1266,43 @@ def _loo_torch(model, X_train, y_train, X_test, y_test, rows, *, sample_weight,
             f"Hessian; this model has {adapter.n_params} parameters (at most "
             f"{_TORCH_MAX_PARAMS}). Restrict TorchModel.params to fewer.")
     removed = 1.0 if epsilon is None else float(epsilon)
-    refits = _TorchLeaveOneOut(adapter, removed)
+    source = source if mlp else getattr(model, "_mlp", None)  # or a replica's
+    null = (None if source is None else
+            functools.partial(_mlp_null_space_at, source, X_train))
+    refits = _TorchLeaveOneOut(adapter, removed, null_space=null)
     Xs, ys = model._to_tensor(X_test), model._target_tensor(y_test)
     losses, info = refits.run(rows, Xs, ys, verbose=verbose)
     return (losses[:, 1:] - losses[:, :1]) / removed, info
 
 
+def _mlp_null_space_at(mlp, X, theta):
+    """The null directions of an MLP replica's objective at theta, or None."""
+    from .models._mlp import mlp_null_space
+
+    return mlp_null_space(mlp, theta, X)
+
+
 class _TorchLeaveOneOut:
     """Leave-one-out refits of a torch model on its objective, in float64.
 
-    ``J_w(θ) = Σ_i w_i l_i(θ) + ½ λ_n ||θ||²`` on the adapter's training
-    rows, θ the selected parameters, run through ``torch.func`` on the
-    adapter's private module under its lock: the user's module is never
-    touched. Each refit runs chord iterations with the exact Hessian of its
-    own objective at the baseline (the full Hessian less the row's), then,
-    if they contract slowly, Newton's method with the Hessian re-formed
-    (and shifted where it is indefinite); the Hessian at every result is
-    formed to tell a minimum from a saddle.
+    ``J_w(θ) = Σ_i w_i l_i(θ) + ½ θ' diag(λ_n) θ`` on the adapter's training
+    rows (``w`` the adapter's row weights, one row's lowered; ``λ_n`` one
+    number or one per coordinate), θ the selected parameters, run through
+    ``torch.func`` on the adapter's private module under its lock: the
+    user's module is never touched. Each refit runs chord iterations with
+    the exact Hessian of its own objective at the baseline (the full Hessian
+    less the row's), then, if they contract slowly, Newton's method with the
+    Hessian re-formed (and shifted where it is indefinite); the Hessian at
+    every result is formed to tell a minimum from a saddle.
+
+    ``null_space(theta)``, where given (MLPs), returns an orthonormal basis
+    of directions the objective cannot see at theta (exact symmetries of
+    the parameters, see :func:`~skinfluence.models._mlp.mlp_null_space`):
+    steps are taken with ``H + c N N'`` and the Hessian's eigenvalues are
+    those on the identifiable subspace.
     """
 
-    def __init__(self, adapter, removed):
+    def __init__(self, adapter, removed, null_space=None):
         import torch
 
         self.torch = torch
@@ -1276,7 +1311,11 @@ class _TorchLeaveOneOut:
         self.P = adapter.n_params
         self.n = adapter.n_train
         self.dtype, self.device = adapter.dtype, adapter.device
+        # The penalty: a float, or a tensor per coordinate (and its NumPy copy).
         self.lam = adapter.lambda_n
+        self.lam_np = (self.lam if adapter.uniform_decay
+                       else self.lam.cpu().numpy().astype(np.float64))
+        self.null_space = null_space
 
     # ---- the objective ----------------------------------------------------
     def _wsum(self, theta, x, t, w):
@@ -1286,9 +1325,10 @@ class _TorchLeaveOneOut:
         return self.torch.as_tensor(v, dtype=self.dtype, device=self.device)
 
     def weights(self, j=None):
-        w = self.torch.ones(self.n, dtype=self.dtype, device=self.device)
+        w = (self.torch.ones(self.n, dtype=self.dtype, device=self.device)
+             if self.a.sw is None else self.a.sw.clone())
         if j is not None:
-            w[j] = 1.0 - self.removed
+            w[j] = w[j] * (1.0 - self.removed)
         return w
 
     def value_grad(self, theta, w):
@@ -1304,7 +1344,7 @@ class _TorchLeaveOneOut:
                 g += gb.detach()
                 value += float(vb)
         g += self.lam * th
-        value += 0.5 * self.lam * float(th @ th)
+        value += 0.5 * float((self.lam * th) @ th)
         return value, g.cpu().numpy().astype(np.float64)
 
     def gradient(self, theta, w):
@@ -1323,7 +1363,7 @@ class _TorchLeaveOneOut:
         H = H.cpu().numpy().astype(np.float64)
         H = (H + H.T) / 2
         if penalty:
-            H[np.diag_indices_from(H)] += self.lam
+            H[np.diag_indices_from(H)] += self.lam_np
         return H
 
     def _hessian_rows(self, th, x, t, w, eye):
@@ -1371,6 +1411,24 @@ class _TorchLeaveOneOut:
         return self.torch.cat(out).cpu().numpy().astype(np.float64)
 
     # ---- one refit ----------------------------------------------------------
+    def _null(self, theta):
+        return None if self.null_space is None else self.null_space(theta)
+
+    def _shifted(self, H, theta):
+        """``H + c N N'``, N the null directions at theta (H without any)."""
+        N = self._null(theta)
+        if N is None:
+            return H
+        return H + max(float(np.mean(np.diag(H))), 1e-300) * (N @ N.T)
+
+    def _eigenvalues(self, H, theta):
+        """H's eigenvalues (ascending) on the identifiable subspace at theta."""
+        N = self._null(theta)
+        if N is not None:
+            Q = np.linalg.qr(N, mode="complete")[0][:, N.shape[1]:]
+            H = Q.T @ H @ Q
+        return self.torch.linalg.eigvalsh(self._linalg(H)).numpy()
+
     def _linalg(self, H):
         # Dense algebra in torch, on torch's threads like everything else here.
         return self.torch.from_numpy(np.ascontiguousarray(H, dtype=np.float64))
@@ -1378,7 +1436,7 @@ class _TorchLeaveOneOut:
     def chord(self, theta, w, H, scale):
         """Chord iterations with the fixed Hessian H: (theta, n_iter, norm, slow)."""
         torch = self.torch
-        L, status = torch.linalg.cholesky_ex(self._linalg(H))
+        L, status = torch.linalg.cholesky_ex(self._linalg(self._shifted(H, theta)))
         if status.item():  # indefinite here: Newton, shifted
             return theta, 0, np.inf, True
 
@@ -1408,7 +1466,7 @@ class _TorchLeaveOneOut:
             if n_iter == max_iter:
                 break
             prev = norm
-            H = self._linalg(self.hessian(theta, w))
+            H = self._linalg(self._shifted(self.hessian(theta, w), theta))
             L, status = self.torch.linalg.cholesky_ex(H)
             if not status.item():
                 step = self.torch.cholesky_solve(self.torch.from_numpy(g[:, None]),
@@ -1443,7 +1501,7 @@ class _TorchLeaveOneOut:
             theta, n_newton, norm = self.newton(start, w, scale)
             method = "newton"
         H = self.hessian(theta, w)
-        eig = self.torch.linalg.eigvalsh(self._linalg(H)).numpy()
+        eig = self._eigenvalues(H, theta)
         return theta, H, {"method": method, "n_chord_iter": n_chord,
                           "n_newton_iter": n_newton, "grad_norm": norm,
                           "min_eigenvalue": float(eig[0]),

@@ -1,9 +1,10 @@
 """Model adapters: the one place that says which models are supported."""
 
-from ._glm import GLMAdapter
+from ._glm import GLMAdapter, transformed_target
 from ._kernel import kernel_ridge_adapter
 from ._linear import linear_adapter, ridge_classifier_adapter
 from ._logistic import effective_logistic_penalty, logistic_adapter
+from ._meta import one_vs_rest_adapter
 from ._pipeline import split_pipeline, unwrap_search
 from ._sparse import L1_REGRESSORS, l1_adapter_for_logistic, l1_regressor_adapter
 from ._svm import svm_adapter, svr_adapter
@@ -18,9 +19,12 @@ SUPPORTED = (
     "smooth-hinge SVM (LinearSVC, SVC(kernel='linear') binary, "
     "SGDClassifier(loss='hinge'), LinearSVR, SVR(kernel='linear')) and "
     "scikit-learn's GLMs (PoissonRegressor, GammaRegressor, TweedieRegressor); "
-    "and torch modules wrapped in "
-    "skinfluence.torch.TorchModel; fitted searches (GridSearchCV, ...) of any "
-    "of them"
+    "and torch modules wrapped in skinfluence.torch.TorchModel, skorch nets, "
+    "and scikit-learn's MLPClassifier and MLPRegressor (through a float64 "
+    "torch replica; pip install skinfluence[torch]); fitted searches "
+    "(GridSearchCV, ...), "
+    "OneVsRestClassifier (of a binary one) and TransformedTargetRegressor of "
+    "any of them"
 )
 
 
@@ -30,6 +34,27 @@ def _unwrap(model):
     if type(model).__name__ == "FrozenEstimator":
         return _unwrap(model.estimator)
     return unwrap_search(model)
+
+
+def _base(model):
+    """The model a meta-estimator's influence is that of, to check support:
+    a TransformedTargetRegressor's regressor, a OneVsRestClassifier's binary
+    model (fitted or not)."""
+    name = type(model).__name__
+    if name == "TransformedTargetRegressor":
+        inner = getattr(model, "regressor_", model.regressor)
+        if inner is None:
+            from sklearn.linear_model import LinearRegression
+
+            inner = LinearRegression()  # its default
+        return _base(_unwrap(inner))
+    if name == "OneVsRestClassifier":
+        fitted = getattr(model, "estimators_", None)
+        for inner in fitted or ():
+            if type(inner).__name__ == "_ConstantPredictor":
+                return inner  # refused by check_supported
+        return _base(_unwrap(fitted[0] if fitted else model.estimator))
+    return model
 
 
 def _refuse(message):
@@ -61,6 +86,11 @@ UNSUPPORTED = {
         "maximisation), so leaving a row out also moves the penalty, which "
         "the weights' Hessian does not capture. Use Ridge (or RidgeCV) with "
         "the alpha it found: Ridge(alpha=model.lambda_ / model.alpha_)")),
+    "HuberRegressor": (
+        "not yet supported: its scale sigma is fitted jointly with the "
+        "weights, so it is one of the parameters a row moves, and its loss is "
+        "once differentiable only. Use Ridge for a least-squares fit, or a "
+        "torch model with torch.nn.HuberLoss (skinfluence.torch.TorchModel)"),
     "QuantileRegressor": (
         "the pinball loss is piecewise linear, so it has no second "
         "derivative and influence functions are undefined. Use Ridge for the "
@@ -80,8 +110,14 @@ def check_supported(model):
         If a supported kind is set up with a non-differentiable loss or
         penalty, or a multiclass scheme that is not supported.
     """
-    model = _unwrap(model)
+    model = _base(_unwrap(model))
     name = type(model).__name__
+    if name == "_ConstantPredictor":
+        raise ValueError(
+            "OneVsRestClassifier saw a class on every row or on none (one class "
+            "only, say) and fitted a constant for it, which has no "
+            "parameters; fit it on data where every class is present and "
+            "absent.")
     if name in UNSUPPORTED:
         raise TypeError(f"{name} is not supported by skinfluence: "
                         f"{UNSUPPORTED[name]}.")
@@ -125,6 +161,20 @@ def check_supported(model):
 
 def get_adapter(model, *, y, sample_weight, n_train, t=0.1):
     """Build the adapter for a fitted supported model (checked first)."""
+    model = _unwrap(model)
+    name = type(model).__name__
+    if name == "TransformedTargetRegressor":
+        adapter = get_adapter(model.regressor_, y=transformed_target(model, y),
+                              sample_weight=sample_weight, n_train=n_train, t=t)
+        adapter.estimator = model  # reads regressor_ afresh (fitted_model)
+        adapter.description += ", on the transformed target"
+        return adapter
+    if name == "OneVsRestClassifier":
+        check_supported(model)
+        return one_vs_rest_adapter(
+            model, y, sample_weight, n_train,
+            lambda est, y_bin: get_adapter(est, y=y_bin, sample_weight=sample_weight,
+                                           n_train=n_train, t=t))
     model = check_supported(model)
     name = type(model).__name__
     if name in ("LogisticRegression", "LogisticRegressionCV") and (

@@ -468,6 +468,12 @@ class _SparseGram:
         return out
 
 
+def transformed_target(ttr, y):
+    """``y`` as a TransformedTargetRegressor's regressor was fitted on it."""
+    y = np.asarray(y, dtype=np.float64)
+    return ttr.transformer_.transform(y.reshape(-1, 1)).reshape(y.shape)
+
+
 def kron_rows(W, Z):
     """Rows ``w_j (x) z_j`` of shape (n, K * p'), dense; for small row counts."""
     Zd = Z.toarray() if sp.issparse(Z) else Z
@@ -544,9 +550,17 @@ class GLMAdapter(ModelAdapter):
             return self.coef.ravel().copy()
         return np.hstack([self.coef, self.intercept[:, None]]).ravel()
 
+    def fitted_model(self):
+        """The fitted model that holds theta: the estimator, or the
+        ``regressor_`` of a TransformedTargetRegressor, read afresh."""
+        est = self.estimator
+        if type(est).__name__ == "TransformedTargetRegressor":
+            return est.regressor_
+        return est
+
     def read_theta(self):
         """Parameters as the wrapped model holds them now, in ``theta`` layout."""
-        coef = self.estimator.coef_
+        coef = self.fitted_model().coef_
         coef = np.asarray(coef.toarray() if sp.issparse(coef) else coef,
                           dtype=np.float64)  # libsvm's, after sparse X
         if coef.size != self.coef.size:
@@ -554,7 +568,7 @@ class GLMAdapter(ModelAdapter):
         coef = coef.reshape(self.coef.shape)
         if self.intercept is None:
             return coef.ravel()
-        intercept = np.ravel(self.estimator.intercept_)[: self.intercept.size]
+        intercept = np.ravel(self.fitted_model().intercept_)[: self.intercept.size]
         return np.hstack([coef, np.asarray(intercept, float)[:, None]]).ravel()
 
     def with_theta(self, theta):
@@ -593,6 +607,9 @@ class GLMAdapter(ModelAdapter):
 
     def encode_y(self, y):
         y = np.asarray(y)
+        if type(self.estimator).__name__ == "TransformedTargetRegressor":
+            # Fitted on the transformed target: its loss is in that space.
+            y = transformed_target(self.estimator, y)
         if self.classes is None:
             y = y.astype(np.float64)
             if y.ndim == 2 and y.shape[1] == 1:

@@ -56,17 +56,18 @@ class KernelRidgeAdapter(GLMAdapter):
         return self.root * (self.basis.T @ np.asarray(est.dual_coef_, float).ravel())
 
     def features(self, X):
-        k = X if self.estimator.kernel == "precomputed" else kernel_of(
-            self.estimator, X, self.estimator.X_fit_)
+        est = self.fitted_model()
+        k = X if est.kernel == "precomputed" else kernel_of(est, X, est.X_fit_)
         Z = np.asarray(k @ self.basis)
         Z /= self.root
         return Z
 
     def read_theta(self):
-        coef = np.asarray(self.estimator.dual_coef_, dtype=np.float64)
+        est = self.fitted_model()
+        coef = np.asarray(est.dual_coef_, dtype=np.float64)
         if coef.shape[0] != self.basis.shape[0]:
             return coef.ravel()  # refitted on other rows: differs
-        return self._theta_of(self.estimator)
+        return self._theta_of(est)
 
 
 def kernel_ridge_adapter(est, y, sample_weight, n_train):

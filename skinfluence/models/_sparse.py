@@ -51,14 +51,15 @@ class ActiveSetAdapter(GLMAdapter):
         return augment(X[:, self.active], self.fit_intercept)
 
     def read_theta(self):
-        coef = np.atleast_2d(np.asarray(self.estimator.coef_, dtype=np.float64))
+        est = self.fitted_model()
+        coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
         inactive = np.setdiff1d(np.arange(coef.shape[1]), self.active)
         if coef.shape[1] != self.n_features or np.any(coef[:, inactive]):
             return coef.ravel()  # the support moved: not these parameters
         theta = coef[:, self.active]
         if self.intercept is None:
             return theta.ravel()
-        b = np.ravel(self.estimator.intercept_)[:1].astype(float)
+        b = np.ravel(est.intercept_)[:1].astype(float)
         return np.hstack([theta, b[:, None]]).ravel()
 
 

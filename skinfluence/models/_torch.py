@@ -2,14 +2,19 @@
 
 The objective, in sum form like every other family, is::
 
-    J(theta) = sum_j l_j(theta) + 1/2 lambda_n ||theta||^2,
+    J(theta) = sum_j s_j l_j(theta) + 1/2 theta' diag(lambda_n) theta,
     lambda_n = n_train * weight_decay,
 
 since ``weight_decay`` is stated as ``torch.optim`` states it, on the mean
 loss (``mean_j l_j + weight_decay / 2 ||theta||^2`` is J / n_train). theta
 is the flat vector of the selected parameters (``TorchModel.params``), in
 ``named_parameters()`` order, each flattened row-major; the others and the
-buffers are constants. torch is imported here only.
+buffers are constants. ``lambda_n`` is one number when every selected
+parameter has the same decay (the usual case, a float here), else one per
+coordinate (a tensor, from a ``weight_decay`` dict: scikit-learn's MLPs
+leave their biases unpenalised). The row weights ``s_j`` are 1 except for
+the replicas of scikit-learn MLPs fitted with ``sample_weight``
+(:mod:`skinfluence.models._mlp`). torch is imported here only.
 """
 
 import copy
@@ -53,8 +58,19 @@ class TorchAdapter:
         Fitted wrapper.
     X, y : array-like
         Its training data.
+    sample_weight : array-like of shape (n_train,), default=None
+        The rows' weights ``s_j`` in the objective; None (or all ones): 1.
     batch_size : int, default=BATCH_SIZE
         Rows per batch: memory is bounded by it, not by n_train.
+
+    Attributes
+    ----------
+    lambda_n : float or torch.Tensor of shape (n_params,)
+        The sum-form penalty ``n_train * weight_decay``: a float when it is
+        the same on every coordinate, else per coordinate, on the module's
+        device.
+    sw : torch.Tensor of shape (n_train,) or None
+        The row weights, None when they are all 1.
 
     Notes
     -----
@@ -71,7 +87,7 @@ class TorchAdapter:
 
     family = "torch"
 
-    def __init__(self, model, X, y, *, batch_size=BATCH_SIZE):
+    def __init__(self, model, X, y, *, sample_weight=None, batch_size=BATCH_SIZE):
         self.model = model
         user = model.module_
         # A copy of the module's structure, its tensors shared (the memo maps
@@ -102,7 +118,16 @@ class TorchAdapter:
                 f"X has {self.n_train} rows but y has {self.y.shape[0]}; they must "
                 "match."
             )
-        self.lambda_n = float(self.n_train * model.weight_decay)
+        self.lambda_n = self._penalty(model.weight_decay)
+        self.sw = None
+        if sample_weight is not None:
+            sw = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+            if sw.shape[0] != self.n_train:
+                raise ValueError(
+                    f"sample_weight has {sw.shape[0]} entries for {self.n_train} "
+                    "rows; they must match.")
+            if not np.all(sw == 1.0):
+                self.sw = self._tensor(sw)
         self.curvature = getattr(model, "curvature", "hessian")
         self._train_grads = None
         self._linearisations = {}  # (start, stop) of a batch -> _Linearisation
@@ -125,9 +150,30 @@ class TorchAdapter:
         self._linearisations = {}
         self.__dict__.setdefault("_recompute", False)
         self.__dict__.setdefault("_bytes_by_size", {})
+        self.__dict__.setdefault("sw", None)
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ params
+    def _penalty(self, weight_decay):
+        """``lambda_n``: a float if uniform over theta, else a tensor (n_params,)."""
+        if not isinstance(weight_decay, dict):
+            return float(self.n_train * weight_decay)
+        decay = np.concatenate(
+            [np.full(size, float(weight_decay.get(name, 0.0)))
+             for name, size in zip(self.names, self.sizes)] or [np.zeros(1)])
+        if np.all(decay == decay[0]):
+            return float(self.n_train * decay[0])
+        return self._tensor(self.n_train * decay)
+
+    @property
+    def uniform_decay(self):
+        """Whether one decay ``lambda_n`` applies to every coordinate."""
+        return not torch.is_tensor(self.lambda_n)
+
+    def _w(self, rows):
+        """The weights of training rows ``rows``, or None when all are 1."""
+        return None if self.sw is None else self.sw[rows]
+
     def _flatten(self, params):
         return torch.cat([params[n].reshape(-1) for n in self.names])
 
@@ -153,8 +199,9 @@ class TorchAdapter:
     def _loss_one(self, theta, x, t):
         return self.loss_fn(self._output(theta, x[None]), t[None])[0]
 
-    def _loss_sum(self, theta, x, t):
-        return self.loss_fn(self._output(theta, x), t).sum()
+    def _loss_sum(self, theta, x, t, w=None):
+        rows = self.loss_fn(self._output(theta, x), t)
+        return (rows if w is None else rows * w).sum()
 
     def _batches(self, n):
         return [slice(i, min(i + self.batch_size, n))
@@ -188,6 +235,15 @@ class TorchAdapter:
         for start in range(0, n, step):
             b = slice(start, min(start + step, n))
             G[b].copy_(per_row(self.theta_t, Xt[b], yt[b]).detach())
+        return G
+
+    def train_grad_rows(self, rows):
+        """Per-row gradients ``s_j grad l_j`` of training rows ``rows`` (a
+        slice or indices), their weights inside: an (n_rows, n_params)
+        tensor."""
+        G = self._grad_rows(self._loss_one, self.X[rows], self.y[rows])
+        if self.sw is not None:
+            G.mul_(self.sw[rows][:, None])
         return G
 
     def user_grad_rows(self, X, y):
@@ -234,7 +290,7 @@ class TorchAdapter:
         with self._lock:  # computed once, by whichever thread comes first
             if (self._train_grads is None
                     and item * self.n_train * self.n_params <= max_bytes):
-                self._train_grads = self._grad_rows(self._loss_one, self.X, self.y)
+                self._train_grads = self.train_grad_rows(slice(0, self.n_train))
             G = self._train_grads
         if G is not None:
             yield slice(0, self.n_train), G
@@ -242,13 +298,14 @@ class TorchAdapter:
         step = max(1, max_bytes // (item * self.n_params))
         for start in range(0, self.n_train, step):
             b = slice(start, min(start + step, self.n_train))
-            yield b, self._grad_rows(self._loss_one, self.X[b], self.y[b])
+            yield b, self.train_grad_rows(b)
 
     @_locked
     def loss_directional(self, V, rows):
         """``V @ G[rows].T`` without the per-row gradients G, by forward mode.
 
-        Row j's column is the directional derivative of its loss along each
+        Row j's column is the directional derivative of its loss (times its
+        weight ``s_j``) along each
         row v of V (shape (k, n_params)): one Jacobian-vector product of the
         rows' losses per direction (``vmap`` over ``PRODUCT_COLUMNS`` of
         them at a time), instead of a backward pass per row and an
@@ -267,6 +324,8 @@ class TorchAdapter:
                           device=self.device)
         for c in range(0, Vt.shape[0], PRODUCT_COLUMNS):
             out[c:c + PRODUCT_COLUMNS] = vmap(along)(Vt[c:c + PRODUCT_COLUMNS])
+        if self.sw is not None:
+            out.mul_(self.sw[rows][None, :])
         return out.detach()
 
     @_locked
@@ -274,7 +333,8 @@ class TorchAdapter:
         """Gradient of J at theta-hat, (n_params,) in numpy."""
         g = torch.zeros_like(self.theta_t)
         for b in self._batches(self.n_train):
-            g += grad(self._loss_sum)(self.theta_t, self.X[b], self.y[b])
+            g += grad(self._loss_sum)(self.theta_t, self.X[b], self.y[b],
+                                      self._w(b))
         g += self.lambda_n * self.theta_t
         return g.cpu().numpy()
 
@@ -285,11 +345,11 @@ class TorchAdapter:
         Recomputed from scratch at each call: the fallback of
         ``_linearisation`` (see hvp).
         """
-        x, t = self.X[rows], self.y[rows]
+        x, t, w = self.X[rows], self.y[rows], self._w(rows)
         g = grad(self._loss_sum)
 
         def hvp(v):
-            return jvp(lambda th: g(th, x, t), (self.theta_t,), (v,))[1]
+            return jvp(lambda th: g(th, x, t, w), (self.theta_t,), (v,))[1]
 
         try:
             return vmap(hvp)(V)
@@ -323,11 +383,16 @@ class TorchAdapter:
             return self._output(th, x)
 
         out, pull = vjp(f, self.theta_t)
-        M = self.output_hessians(out, t)
+        M = self._weighted(self.output_hessians(out, t), rows)
         Jv = vmap(lambda v: jvp(f, (self.theta_t,), (v,))[1])(V)  # (k, b, ...)
         k, b = Jv.shape[0], Jv.shape[1]
         MJv = torch.einsum("bij,cbj->cbi", M, Jv.reshape(k, b, -1))
         return vmap(lambda u: pull(u)[0])(MJv.reshape(Jv.shape))
+
+    def _weighted(self, M, rows):
+        """Output Hessians ``M`` (b, K, K) of rows ``rows`` times their weights."""
+        w = self._w(rows)
+        return M if w is None else M * w[:, None, None]
 
     def _linearise(self, rows, count=True):
         """The curvature of rows ``rows`` at theta-hat, as a _Linearisation.
@@ -343,11 +408,12 @@ class TorchAdapter:
                 _, push = vjp(lambda u: pull(u)[0], torch.zeros_like(out))
             else:
                 loss_grad = grad(self._loss_sum)
-                _, pull = vjp(lambda th: loss_grad(th, x, t), self.theta_t)
+                w = self._w(rows)
+                _, pull = vjp(lambda th: loss_grad(th, x, t, w), self.theta_t)
         nbytes = self._graph_bytes(rows) if count else 0
         if self.curvature != "ggn":
             return _Linearisation(nbytes, pull)
-        M = self.output_hessians(out, t)
+        M = self._weighted(self.output_hessians(out, t), rows)
         return _Linearisation(nbytes + M.nbytes + out.nbytes, pull, push=push, M=M)
 
     def _graph_bytes(self, rows):
@@ -371,7 +437,7 @@ class TorchAdapter:
                     u0 = torch.zeros_like(out, requires_grad=True)
                     torch.autograd.grad(out, th, u0, create_graph=True)
                 else:
-                    torch.autograd.grad(self._loss_sum(th, x, t), th,
+                    torch.autograd.grad(self._loss_sum(th, x, t, self._w(rows)), th,
                                         create_graph=True)
             self._bytes_by_size[n] = saved.nbytes
         return self._bytes_by_size[n]
@@ -417,7 +483,7 @@ class TorchAdapter:
 
     @_locked
     def hvp(self, V, rows=None, scale=1.0):
-        """``(scale * sum_j H_j + lambda_n I) V`` for V of shape (n_params, k).
+        """``(scale * sum_j s_j H_j + diag(lambda_n)) V`` for V (n_params, k).
 
         ``H_j`` is row j's Hessian, or its Gauss-Newton part when the model's
         ``curvature`` is "ggn". Over all rows (``rows`` None), each batch's
@@ -436,7 +502,10 @@ class TorchAdapter:
                    if rows is None else [(rows, False)])
         for b, cache in batches:
             self._accumulate(out, Vt, b, cache)
-        out.mul_(scale).add_(Vt, alpha=self.lambda_n)
+        if self.uniform_decay:
+            out.mul_(scale).add_(Vt, alpha=self.lambda_n)
+        else:
+            out.mul_(scale).addcmul_(Vt, self.lambda_n)
         return out.T
 
     def hessian(self):
