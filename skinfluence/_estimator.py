@@ -158,7 +158,13 @@ class InfluenceEstimator(
         of least norm), over a typical row's ``sqrt(s_j² ∇ℓ_jᵀ H⁻¹ ∇ℓ_j)``.
         Every actual leave-one-out refit includes that step and no estimate
         does; ``fit`` warns above 1 (a model fitted on other rows or with
-        other sample weights, SGD, a loose ``tol``). GLMs only.
+        other sample weights, SGD, a loose ``tol``). GLMs and scikit-learn
+        MLPs (exact Hessian).
+    active_set_ : ndarray of int
+        l1 models only (Lasso, ElasticNet, l1 LogisticRegression): the
+        features, in the order the model sees them, whose coefficients are
+        not zero. They (and the intercept) are the parameters; a removal
+        that would move a coefficient to or from zero is not followed.
     group_labels_ : ndarray of shape (n_groups,)
         Set by :meth:`group_influence`: the labels of its last result's
         columns (``np.unique(groups)``, or ``arange(n_groups)`` for a

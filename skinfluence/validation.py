@@ -142,7 +142,8 @@ def loo_influence(
         (instead of ``train_indices``): one refit per group, columns in
         ``np.unique(groups)`` order. GLMs only.
     sample_weight : array-like of shape (n_train,), default=None
-        Training weights the model was fitted with (not for torch models).
+        Training weights the model was fitted with (for torch models:
+        scikit-learn MLPs only).
     epsilon : float, default=None
         If given, lower row j's weight by the fraction ``epsilon`` instead of
         removing it, and return the change in test loss divided by
