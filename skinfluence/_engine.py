@@ -32,6 +32,22 @@ Each engine keeps its fitted state on the estimator (``_adapter``,
 """
 
 
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+
+def fit_clone(given, X, y, sample_weight):
+    """A fitted clone of ``given``, the weights routed to a Pipeline's last step."""
+    fitted = clone(given)
+    fit_params = {}
+    if sample_weight is not None:
+        key = "sample_weight"
+        if isinstance(fitted, Pipeline):
+            key = f"{fitted.steps[-1][0]}__sample_weight"
+        fit_params[key] = sample_weight
+    return fitted.fit(X, y, **fit_params)
+
+
 class Engine:
     """Base of the family engines; see the module docstring."""
 

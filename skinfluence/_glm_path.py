@@ -12,13 +12,13 @@ import warnings
 
 import numpy as np
 from joblib import effective_n_jobs
-from sklearn.base import clone, is_classifier
+from sklearn.base import is_classifier
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from . import _groups, _newton
-from ._engine import Engine
+from ._engine import Engine, fit_clone
 from ._perturbation import perturbation_influence
 from ._scoring import FactoredRows, NewtonLossChange
 from ._stationarity import STATIONARITY_RATIO, stationarity_ratio
@@ -49,14 +49,7 @@ class GLMEngine(Engine):
         if fitted:
             est.estimator_ = given
         else:
-            est.estimator_ = clone(given)
-            fit_params = {}
-            if sample_weight is not None:
-                key = "sample_weight"
-                if isinstance(est.estimator_, Pipeline):
-                    key = f"{est.estimator_.steps[-1][0]}__sample_weight"
-                fit_params[key] = sample_weight
-            est.estimator_.fit(X, y, **fit_params)
+            est.estimator_ = fit_clone(given, X, y, sample_weight)
 
         est._feature_map, model = split_pipeline(est.estimator_)
         if hasattr(est.estimator_, "feature_names_in_"):

@@ -29,12 +29,11 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
-from ._engine import Engine
+from ._engine import Engine, fit_clone
 from ._scoring import DenseRows
 from ._stationarity import STATIONARITY_RATIO, _check_solver
 from .models._mlp import (
@@ -264,14 +263,7 @@ def _fit_estimator(est, given, X, y, sample_weight):
         check_is_fitted(given)
         est.estimator_ = given
     except NotFittedError:
-        est.estimator_ = clone(given)
-        fit_params = {}
-        if sample_weight is not None:
-            key = "sample_weight"
-            if isinstance(est.estimator_, Pipeline):
-                key = f"{est.estimator_.steps[-1][0]}__sample_weight"
-            fit_params[key] = sample_weight
-        est.estimator_.fit(X, y, **fit_params)
+        est.estimator_ = fit_clone(given, X, y, sample_weight)
     est._feature_map, model = split_pipeline(est.estimator_)
     if isinstance(est.estimator_, Pipeline):
         for attr in ("n_features_in_", "feature_names_in_"):
