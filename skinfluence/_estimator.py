@@ -131,7 +131,7 @@ class InfluenceEstimator(
         Number of training rows.
     n_params_ : int
         Number of parameters influence is taken with respect to (the last
-        step's coefficients and intercepts).
+        step's coefficients and intercepts; HuberRegressor's scale too).
     n_features_in_ : int
         Number of features seen during ``fit``.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -171,7 +171,7 @@ class InfluenceEstimator(
         boolean ``groups``).
     theta_ : ndarray of shape (`n_params_`,)
         Fitted parameters at ``fit`` time, coefficients then intercept for
-        each output.
+        each output (then HuberRegressor's scale ``sigma``).
 
     See Also
     --------

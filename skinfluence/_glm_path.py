@@ -87,9 +87,15 @@ class GLMEngine(Engine):
         raw = adapter.raw_prediction(Z)
         grad, hess = adapter.pointwise_grad_hess(y_enc, raw)
 
+        if est.estimate == "newton" and not adapter.newton:
+            raise ValueError(
+                f"estimate='newton' is not offered for {type(model).__name__}: "
+                "its loss is once differentiable only, so a Newton step "
+                "without a row is not better founded than first order (see "
+                "the user guide); use estimate='influence'.")
         est.n_train_ = n_train
-        est.n_params_ = adapter.n_params
-        est.theta_ = adapter.theta
+        est.theta_ = adapter.parameters()
+        est.n_params_ = est.theta_.size
         if hasattr(adapter, "active"):  # l1 models: the parameters' features
             est.active_set_ = adapter.active
 
@@ -126,6 +132,9 @@ class GLMEngine(Engine):
         # The solver's own record: each later solve updates it.
         est.solver_info_ = solver.info_
         est.solver_info_["choice"] = choice
+        est._coupling = None
+        if adapter.joint_scale:
+            est._coupling = self._scale_coupling(adapter, solver, Z, y_enc, s, raw)
         self._check_stationarity(est, Z, y_enc, s, grad, model)
 
         est._Z, est._y, est._s = Z, y_enc, s
@@ -133,6 +142,11 @@ class GLMEngine(Engine):
         est._w_train = (np.ones(n_train) if sample_weight is None
                          else sample_weight)
         est._class_grad = est._class_shift = None
+        if est._coupling is not None:
+            # sigma's border c of H enters as a class re-weighting's
+            # gradient sum would: rows move theta by A^-1 c too.
+            c, u, _ = est._coupling
+            est._class_grad, est._class_shift = c[:, None], u[:, None]
         if adapter.reweighting is not None:
             # Leaving a row out re-balances the class weights of all others.
             G = adapter.class_gradients(Z, y_enc, s, grad)
@@ -152,7 +166,12 @@ class GLMEngine(Engine):
         else:
             L = self._left(est, Z, a.user_grad(y_enc, raw))
             finish = None
-        return L, finish, self._extra(est, L), Z.shape[0]
+        extra = self._extra(est, L)
+        if a.joint_scale:
+            # The test loss moves with sigma too: q_i ds_j, ds_j = -E_j.
+            q = a.scale_terms(y_enc, raw)[0]
+            extra = (extra[0] - q[:, None], extra[1])
+        return L, finish, extra, Z.shape[0]
 
     def output_left(self, est, X):
         Z, _, raw = self._prepare(est, X)
@@ -167,6 +186,8 @@ class GLMEngine(Engine):
         delta = _newton.param_shifts(est._solver, Z, W)
         if E is not None:
             delta += E @ est._class_shift.T
+        if est._adapter.joint_scale:
+            delta = np.hstack([delta, -E])  # sigma's shift, last
         return delta
 
     def self_influence(self, est, X, y, sample_weight):
@@ -184,9 +205,18 @@ class GLMEngine(Engine):
             shift += np.einsum("jkc,jc->jk", self._class_raw_shift(est, Z), E)
         if est.estimate == "newton":
             return a.loss_from_raw(y_enc, raw + shift) - a.loss_from_raw(y_enc, raw)
-        return np.sum(a.user_grad(y_enc, raw) * shift, axis=1)
+        out = np.sum(a.user_grad(y_enc, raw) * shift, axis=1)
+        if a.joint_scale:  # and through sigma's shift -E_j
+            out -= a.scale_terms(y_enc, raw)[0] * E[:, 0]
+        return out
 
     def perturbation(self, est, X, y, top_k):
+        if est._adapter.joint_scale:
+            raise ValueError(
+                "kind='perturbation' is not supported for HuberRegressor: a "
+                "feature's nudge moves its scale sigma too, which the "
+                "perturbation algebra (over the weights alone) does not "
+                "carry. Use kind='removal'.")
         if not est._adapter.raw_features:
             raise ValueError(
                 "kind='perturbation' differentiates through features that are "
@@ -218,6 +248,8 @@ class GLMEngine(Engine):
         A = None
         if est.estimate == "newton":
             A = _newton.diag_blocks(est._solver, Z, a.n_outputs)
+        if a.joint_scale:  # HuberRegressor: no Newton, no re-weighting
+            return s[:, None] * grad, self._scale_rows(est, Z, y_enc, s, grad), None
         if bal is None:
             if A is None:
                 return s[:, None] * grad, None, None
@@ -232,6 +264,36 @@ class GLMEngine(Engine):
         rhs = s_own[:, None] * (grad - np.einsum(
             "jkl,jlc,jc->jk", hess, r, delta))
         return _newton.newton_weights(A, s_own, grad, hess, rhs=rhs), -delta, A
+
+    def _scale_coupling(self, adapter, solver, Z, y_enc, s, raw):
+        """sigma's border of H: ``(c, u = A^-1 c, delta = d - c'u)``.
+
+        ``delta`` is the Schur complement of the GLM block A in H: the
+        curvature of J in sigma with theta_f re-optimised; it is positive
+        where H is positive definite (some inlier with a non-zero residual).
+        """
+        c, d = adapter.coupling(Z, y_enc, s, raw)
+        u = solver.solve(c[:, None])[:, 0]
+        delta = d - c @ u
+        if not delta > 1e-9 * max(d, 1e-300):
+            raise ValueError(
+                f"{type(adapter.fitted_model()).__name__}'s scale sigma="
+                f"{adapter.sigma:.3g} is not identified on these rows "
+                f"(n_samples={Z.shape[0]}): the "
+                "curvature of its objective in sigma, with the weights "
+                f"re-optimised, is {delta:.3g} (of {d:.3g}). The inliers are "
+                "fitted (almost) exactly, where sigma collapses toward 0 and "
+                "the objective has no twice-differentiable minimum, so "
+                "influence is undefined. Use Ridge, or data with noise.")
+        return c, u, delta
+
+    def _scale_rows(self, est, Z, y_enc, s, grad):
+        """``E`` (n, 1) of rows of gradient ``(s g z, s q)``: ``-ds_j``."""
+        a = est._adapter
+        c, u, delta = est._coupling
+        q = a.scale_terms(y_enc, a.raw_prediction(Z))[0]
+        ds = (s * q - s * grad[:, 0] * np.asarray(Z @ u).ravel()) / delta
+        return -ds[:, None]
 
     def _class_raw_shift(self, est, Z):
         """Raw-prediction shifts (n, K, n_classes) of the directions H^-1 G."""
@@ -255,7 +317,7 @@ class GLMEngine(Engine):
         than a typical row's influence (see :mod:`skinfluence._stationarity`).
         """
         ratio, offset, _ = stationarity_ratio(
-            est._adapter, est._solver, Z, y_enc, s, grad)
+            est._adapter, est._solver, Z, y_enc, s, grad, est._coupling)
         est.stationarity_ = ratio
         if ratio > STATIONARITY_RATIO:
             n_iter = getattr(model, "n_iter_", None)

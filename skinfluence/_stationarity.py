@@ -92,8 +92,14 @@ def _check_solver(solver):
     return check, N_ROWS_ITERATIVE
 
 
-def stationarity_ratio(adapter, solver, Z, y_enc, s, grad):
-    """``offset / typical`` of the module docstring, and both figures."""
+def stationarity_ratio(adapter, solver, Z, y_enc, s, grad, coupling=None):
+    """``offset / typical`` of the module docstring, and both figures.
+
+    ``coupling``: ``(c, u, delta)`` of a scale fitted beside theta
+    (HuberRegressor's sigma; ``GLMEngine._scale_coupling``), whose gradient
+    components join the quadratic forms through the Schur complement,
+    ``b' H^-1 b = b_f' A^-1 b_f + (b_s - u' b_f)^2 / delta``.
+    """
     if adapter.smooth:
         g = adapter.objective_gradient(Z, y_enc, s)
     else:
@@ -109,6 +115,11 @@ def stationarity_ratio(adapter, solver, Z, y_enc, s, grad):
         warnings.simplefilter("ignore")
         X = solver.solve(B)
     quad = np.einsum("ij,ij->j", B, X)
+    if coupling is not None:
+        _, u, delta = coupling
+        q = adapter.scale_terms(y_enc, adapter.raw_prediction(Z))[0]
+        b_s = np.r_[s @ q, s[rows] * q[rows]]
+        quad = quad + (b_s - u @ B) ** 2 / delta
     offset = float(np.sqrt(max(quad[0], 0.0)))
     typical = float(np.sqrt(max(np.mean(quad[1:]), 0.0)))
     return offset / max(typical, 1e-300), offset, typical

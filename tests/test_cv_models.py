@@ -157,7 +157,6 @@ def test_refusals_name_the_reason():
     ("CalibratedClassifierCV", "calibrators fitted on cross-validation folds"),
     ("BayesianRidge", r"Ridge\(alpha=model.lambda_ / model.alpha_\)"),
     ("QuantileRegressor", "no second derivative"),
-    ("HuberRegressor", "scale sigma is fitted jointly"),
 ])
 def test_what_stays_unsupported_says_why(model, why):
     import sklearn.calibration

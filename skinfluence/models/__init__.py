@@ -1,6 +1,7 @@
 """Model adapters: the one place that says which models are supported."""
 
 from ._glm import GLMAdapter, transformed_target
+from ._huber import huber_adapter
 from ._kernel import kernel_ridge_adapter
 from ._linear import linear_adapter, ridge_classifier_adapter
 from ._logistic import effective_logistic_penalty, logistic_adapter
@@ -18,7 +19,8 @@ SUPPORTED = (
     "l1 (Lasso, ElasticNet, LassoCV, ElasticNetCV, on their active set), "
     "smooth-hinge SVM (LinearSVC, SVC(kernel='linear') binary, "
     "SGDClassifier(loss='hinge'), LinearSVR, SVR(kernel='linear')) and "
-    "scikit-learn's GLMs (PoissonRegressor, GammaRegressor, TweedieRegressor); "
+    "scikit-learn's GLMs (PoissonRegressor, GammaRegressor, TweedieRegressor), "
+    "HuberRegressor (its scale a parameter); "
     "and torch modules wrapped in skinfluence.torch.TorchModel, skorch nets, "
     "and scikit-learn's MLPClassifier and MLPRegressor (through a float64 "
     "torch replica; pip install skinfluence[torch]); fitted searches "
@@ -86,11 +88,6 @@ UNSUPPORTED = {
         "maximisation), so leaving a row out also moves the penalty, which "
         "the weights' Hessian does not capture. Use Ridge (or RidgeCV) with "
         "the alpha it found: Ridge(alpha=model.lambda_ / model.alpha_)")),
-    "HuberRegressor": (
-        "not yet supported: its scale sigma is fitted jointly with the "
-        "weights, so it is one of the parameters a row moves, and its loss is "
-        "once differentiable only. Use Ridge for a least-squares fit, or a "
-        "torch model with torch.nn.HuberLoss (skinfluence.torch.TorchModel)"),
     "QuantileRegressor": (
         "the pinball loss is piecewise linear, so it has no second "
         "derivative and influence functions are undefined. Use Ridge for the "
@@ -203,6 +200,7 @@ _KINDS = {
     # svm_adapter and svr_adapter, which also take the temperature:
     **dict.fromkeys(("LinearSVC", "SVC", "LinearSVR", "SVR")),
     **dict.fromkeys(GLM_REGRESSORS, tweedie_adapter),
+    "HuberRegressor": huber_adapter,
 }
 
 

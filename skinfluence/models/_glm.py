@@ -513,6 +513,11 @@ class GLMAdapter(ModelAdapter):
     #: Whether ``features(X)`` is ``[X, 1]``: the parameters act on the
     #: model's inputs themselves (not on kernel features or an active set).
     raw_features = True
+    #: Whether the Newton estimate is offered.
+    newton = True
+    #: Whether a scale parameter is fitted jointly beside theta
+    #: (HuberRegressor's sigma, see :mod:`skinfluence.models._huber`).
+    joint_scale = False
 
     def __init__(self, *, estimator, coef, intercept, loss, scale, penalty,
                  classes=None, class_weight=None, reweighting=None, smooth=True,
@@ -549,6 +554,10 @@ class GLMAdapter(ModelAdapter):
         if self.intercept is None:
             return self.coef.ravel().copy()
         return np.hstack([self.coef, self.intercept[:, None]]).ravel()
+
+    def parameters(self):
+        """Every fitted parameter a row moves: ``theta_``'s layout."""
+        return self.theta
 
     def fitted_model(self):
         """The fitted model that holds theta: the estimator, or the
