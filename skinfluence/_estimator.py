@@ -273,6 +273,10 @@ class InfluenceEstimator(
         # The model's family does the work; every method below is shared.
         self._engine = engine_for(given)
         self._engine.fit(self, given, X, np.asarray(y), sample_weight)
+        if _is_frame(X):
+            self.train_index_ = np.asarray(X.index)
+        elif hasattr(self, "train_index_"):
+            del self.train_index_
         return self
 
     # --------------------------------------------------------------- inputs
@@ -524,6 +528,117 @@ class InfluenceEstimator(
     def _n_features_out(self):
         return self.n_train_
 
+    def get_feature_names_out(self, input_features=None):
+        """Names of ``transform``'s columns: one per training row.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored: the columns are training rows, not input features.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            The training rows' index as strings when ``fit`` saw a pandas
+            DataFrame (``train_index_``), else ``influenceestimator0``,
+            ``influenceestimator1``, ...
+        """
+        check_is_fitted(self, "n_train_")
+        index = getattr(self, "train_index_", None)
+        if index is None:
+            return super().get_feature_names_out(input_features)
+        return np.asarray([str(i) for i in index], dtype=object)
+
+    def to_frame(self, result, X=None):
+        """A result as a pandas table labelled by the rows it is about.
+
+        pandas is imported here only: it is not a dependency of skinfluence.
+        Training rows are labelled by ``train_index_`` (when ``fit`` saw a
+        DataFrame; else by position), test rows by ``X``'s index (a
+        DataFrame; else by position).
+
+        Parameters
+        ----------
+        result : ndarray or tuple
+            What a method returned:
+
+            - ``score_influence``, ``transform``: (n_test, n_train), a
+              DataFrame with test rows as index and training rows as
+              columns;
+            - ``self_influence``: (n_rows,), a Series over training rows (or
+              over ``X``'s rows, when given);
+            - a ``top_k`` pair ``(rows, values)``: a long DataFrame with
+              columns ``test_row``, ``rank`` (from 0), ``train_row`` and
+              ``influence``;
+            - ``kind="perturbation"``: the (n_test, n_train, n_features)
+              array as a DataFrame whose columns are (training row,
+              feature) pairs; its ``top_k`` triple ``(rows, features,
+              values)`` as a long DataFrame with a ``feature`` column. The
+              features are the model's inputs, named by
+              ``feature_names_in_`` or, in a Pipeline, by the feature steps'
+              ``get_feature_names_out``.
+        X : array-like or DataFrame, default=None
+            The test rows ``result`` was computed on.
+
+        Returns
+        -------
+        frame : pandas.DataFrame or pandas.Series
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - pandas is installed in CI
+            raise ImportError("to_frame needs pandas: pip install pandas.") from exc
+        check_is_fitted(self, "n_train_")
+        train = getattr(self, "train_index_", np.arange(self.n_train_))
+        train = pd.Index(train, name="train_row")
+
+        def test_index(n):
+            index = X.index if _is_frame(X) else pd.RangeIndex(n)
+            if len(index) != n:
+                raise ValueError(f"X has {len(index)} rows but the result has {n}.")
+            return pd.Index(index, name="test_row")
+
+        if isinstance(result, tuple):
+            *rows, values = (np.asarray(r) for r in result)
+            n_test, k = values.shape
+            table = {"test_row": np.repeat(test_index(n_test), k),
+                     "rank": np.tile(np.arange(k), n_test),
+                     "train_row": train[rows[0].ravel()]}
+            if len(rows) == 2:
+                table["feature"] = self._perturbation_features()[rows[1].ravel()]
+            table["influence"] = values.ravel()
+            return pd.DataFrame(table)
+        result = np.asarray(result)
+        if result.ndim == 1:
+            index = test_index(len(result)) if X is not None else train
+            if X is None and len(result) != self.n_train_:
+                raise ValueError(f"A 1-D result over training rows has "
+                                 f"{self.n_train_} entries; got {len(result)}.")
+            return pd.Series(result, index=index, name="influence")
+        if result.shape[1] != self.n_train_:
+            raise ValueError(
+                f"result's second axis has {result.shape[1]} entries, not one per "
+                f"training row ({self.n_train_}).")
+        if result.ndim == 3:
+            columns = pd.MultiIndex.from_product(
+                [train, pd.Index(self._perturbation_features(), name="feature")])
+            return pd.DataFrame(result.reshape(result.shape[0], -1),
+                                index=test_index(result.shape[0]), columns=columns)
+        return pd.DataFrame(result, index=test_index(result.shape[0]), columns=train)
+
+    def _perturbation_features(self):
+        """Names of the features the model's parameters act on."""
+        feature_map = getattr(self, "_feature_map", None)
+        if feature_map is not None:
+            try:
+                return np.asarray(feature_map.get_feature_names_out(), dtype=object)
+            except (AttributeError, ValueError, TypeError):
+                pass
+        elif hasattr(self, "feature_names_in_"):
+            return np.asarray(self.feature_names_in_, dtype=object)
+        n = self._adapter.coef.shape[1]
+        return np.asarray([f"x{i}" for i in range(n)], dtype=object)
+
     # ------------------------------------------------------------ delegation
     @available_if(_estimator_has("predict"))
     def predict(self, X):
@@ -630,3 +745,8 @@ class InfluenceEstimator(
         tags.target_tags.positive_only = inner_tags.target_tags.positive_only
         tags.target_tags.required = True
         return tags
+
+
+def _is_frame(X):
+    """Whether X is a pandas DataFrame (without importing pandas)."""
+    return hasattr(X, "columns") and hasattr(X, "index") and hasattr(X, "iloc")

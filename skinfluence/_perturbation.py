@@ -47,7 +47,12 @@ def perturbation_influence(estimator, X, y, *, top_k=None):
         If given, return only the ``top_k`` (training row, feature) pairs of
         largest derivative for each test row (``-top_k``: the most negative),
         without holding the full array. ``abs(top_k)`` must not exceed
-        ``n_train * n_features``.
+        ``n_train * n_features``. On sparse input (text, say) only the
+        features present in a training row (its stored entries) are
+        candidates: nudging a word a document does not contain is not a
+        change of that document, although the derivative exists (the full
+        array, without ``top_k``, holds it for every feature); then
+        ``abs(top_k)`` must not exceed the training rows' stored entries.
 
     Returns
     -------
@@ -117,6 +122,13 @@ def perturbation_influence(estimator, X, y, *, top_k=None):
                 f"row, feature) pairs n_train_ * n_features = {n_train} * "
                 f"{n_features} = {n_train * n_features}."
             )
+        if sp.issparse(estimator._Z):
+            present = estimator._Z[:, :n_features].count_nonzero()
+            if abs(top_k) > present:
+                raise ValueError(
+                    f"abs(top_k)={abs(top_k)} exceeds the {present} features "
+                    "present in the (sparse) training rows, the only "
+                    "candidates on sparse input.")
         top_k = int(top_k)
 
     F = engine._left(estimator, Z_test, a.user_grad(y_test, raw_test))
@@ -171,4 +183,9 @@ def _perturb_chunk(P, Z, s, g, D, W, start, top_k):
     out *= -s[None, :, None]
     if top_k is None:
         return out
+    if sp.issparse(Z):
+        # Only the features present in a row are candidates (see
+        # perturbation_influence).
+        absent = Z[:, :n_features].toarray() == 0
+        out[:, absent] = -np.inf if top_k > 0 else np.inf
     return _top_k(out.reshape(n_test, -1), top_k, offset=start * n_features)

@@ -69,7 +69,8 @@ def _expected_failed_checks(estimator):
         failed.update(dict.fromkeys(
             ("check_sample_weights_not_an_array", "check_sample_weights_list",
              "check_sample_weights_shape", "check_sample_weights_not_overwritten",
-             "check_classifiers_one_label_sample_weights"), _NO_ROUTING))
+             "check_classifiers_one_label_sample_weights",
+             "check_sample_weights_pandas_series"), _NO_ROUTING))
     if isinstance(estimator.estimator, HuberRegressor):
         failed.update(dict.fromkeys(
             ("check_sample_weights_shape", "check_sample_weights_not_overwritten",
