@@ -86,7 +86,7 @@ for subfig, (name, inf) in zip(fig.subfigures(1, 2, wspace=0.04),
                                (("direct", direct), ("LiSSA", lissa))):
     ax = subfig.add_subplot()
     TopInfluenceDisplay.from_estimator(
-        inf, x_test, y_test, X_train, y_train, k=k, image_shape=(8, 8), ax=ax
+        inf, X_train, y_train, x_test, y_test, k=k, image_shape=(8, 8), ax=ax
     )
     subfig.suptitle(f'method="{name.lower()}"', fontsize=13)
 plt.show()

@@ -182,7 +182,7 @@ def main(argv=None):
         from .plotting import TopInfluenceDisplay
 
         display = TopInfluenceDisplay.from_estimator(
-            inf, x, y[0], data.X_train, data.y_train, k=args.k,
+            inf, data.X_train, data.y_train, x, y[0], k=args.k,
             image_shape=data.image_shape)
         display.figure_.savefig(args.plot)
         plt.close(display.figure_)

@@ -529,7 +529,7 @@ class InfluenceEstimator(
         return self.n_train_
 
     def get_feature_names_out(self, input_features=None):
-        """Names of ``transform``'s columns: one per training row.
+        """Get the names of ``transform``'s columns, one per training row.
 
         Parameters
         ----------
@@ -550,7 +550,7 @@ class InfluenceEstimator(
         return np.asarray([str(i) for i in index], dtype=object)
 
     def to_frame(self, result, X=None):
-        """A result as a pandas table labelled by the rows it is about.
+        """Label a result with the rows it is about, as a pandas table.
 
         pandas is imported here only: it is not a dependency of skinfluence.
         Training rows are labelled by ``train_index_`` (when ``fit`` saw a
@@ -583,6 +583,8 @@ class InfluenceEstimator(
         Returns
         -------
         frame : pandas.DataFrame or pandas.Series
+            The values of ``result``, indexed and named as described for
+            each kind of result.
         """
         try:
             import pandas as pd

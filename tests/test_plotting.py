@@ -79,7 +79,7 @@ def test_module_imports_without_matplotlib(monkeypatch):
     with pytest.raises(ImportError, match="LOOAgreementDisplay.plot requires"):
         display.plot()
     with pytest.raises(ImportError, match="requires matplotlib"):
-        module.TopInfluenceDisplay.from_predictions([0.0, 1.0], [[0], [1]], [0])
+        module.TopInfluenceDisplay.from_predictions([0.0, 1.0], [[0], [1]], None, [0])
 
 
 # ------------------------------------------------------------ LOO agreement
@@ -204,7 +204,7 @@ def test_top_influence_images_from_estimator(pyplot, digits17, digits17_inf):
     Xtr, ytr, Xte, yte = digits17
     k = 3
     display = TopInfluenceDisplay.from_estimator(
-        digits17_inf, Xte[0], yte[0], Xtr, ytr, k=k
+        digits17_inf, Xtr, ytr, Xte[0], yte[0], k=k
     )
     row = digits17_inf.score_influence(Xte[:1], yte[:1])[0]
     np.testing.assert_array_equal(display.helpful_indices, np.argsort(-row)[:k])
@@ -243,7 +243,7 @@ def test_top_influence_from_predictions_images_and_ax(pyplot):
     influence = rng.normal(size=20)
     fig, ax = pyplot.subplots()
     display = TopInfluenceDisplay.from_predictions(
-        influence, X, X[0], k=2, image_shape=(2, 3), ax=ax
+        influence, X, None, X[0], k=2, image_shape=(2, 3), ax=ax
     )
     assert display.figure_ is fig
     assert all(a.figure is fig for a in display.axes_.ravel())
@@ -255,7 +255,7 @@ def test_top_influence_from_predictions_images_and_ax(pyplot):
     # Or exactly 3 * k axes of one's own.
     fig, axes = pyplot.subplots(3, 2)
     display = TopInfluenceDisplay.from_predictions(
-        influence, X, X[0], k=2, image_shape=(2, 3), ax=axes
+        influence, X, None, X[0], k=2, image_shape=(2, 3), ax=axes
     )
     assert display.axes_[2, 1] is axes[2, 1]
 
@@ -264,7 +264,7 @@ def test_top_influence_table(pyplot, cancer):
     Xtr, ytr, Xte, yte = cancer
     inf = InfluenceEstimator(LogisticRegression()).fit(Xtr, ytr)
     k = 2
-    display = TopInfluenceDisplay.from_estimator(inf, Xte[[0]], yte[0], Xtr, ytr, k=k)
+    display = TopInfluenceDisplay.from_estimator(inf, Xtr, ytr, Xte[[0]], yte[0], k=k)
     assert display.images_ is None and display.axes_.shape == (1, 1)
     cells = display.table_.get_celld()
     columns = ["row", "train index", "label", "influence", "x0", "x1", "x2", "x3",
@@ -281,7 +281,7 @@ def test_top_influence_table(pyplot, cancer):
     # Even a square feature count becomes a table when asked.
     X = np.random.default_rng(0).uniform(size=(10, 16))
     display = TopInfluenceDisplay.from_predictions(
-        np.arange(10.0), X, X[0], k=1, as_images=False, n_features_shown=2
+        np.arange(10.0), X, None, X[0], k=1, as_images=False, n_features_shown=2
     )
     assert len(display.table_.get_celld()) == 4 * 6  # no label column
 
@@ -300,24 +300,24 @@ def test_top_influence_table(pyplot, cancer):
 def test_top_influence_bad_options(pyplot, kwargs, match):
     X = np.random.default_rng(0).uniform(size=(10, 6))
     with pytest.raises(ValueError, match=match):
-        TopInfluenceDisplay.from_predictions(np.arange(10.0), X, X[0], **kwargs)
+        TopInfluenceDisplay.from_predictions(np.arange(10.0), X, None, X[0], **kwargs)
 
 
 def test_top_influence_bad_input(pyplot, digits17, digits17_inf):
     Xtr, ytr, Xte, yte = digits17
     n = len(ytr)
     with pytest.raises(ValueError, match="k must be an integer >= 1; got k=0"):
-        TopInfluenceDisplay.from_estimator(digits17_inf, Xte[0], yte[0], Xtr, ytr, k=0)
+        TopInfluenceDisplay.from_estimator(digits17_inf, Xtr, ytr, Xte[0], yte[0], k=0)
     with pytest.raises(ValueError, match="single test row"):
-        TopInfluenceDisplay.from_estimator(digits17_inf, Xte[:2], yte[:2], Xtr, ytr)
+        TopInfluenceDisplay.from_estimator(digits17_inf, Xtr, ytr, Xte[:2], yte[:2])
     with pytest.raises(ValueError, match="single test row"):
-        TopInfluenceDisplay.from_predictions(np.zeros(n), Xtr, Xte[:2])
+        TopInfluenceDisplay.from_predictions(np.zeros(n), Xtr, None, Xte[:2])
     with pytest.raises(ValueError, match="one test row's influence"):
-        TopInfluenceDisplay.from_predictions(np.zeros((2, n)), Xtr, Xte[0])
+        TopInfluenceDisplay.from_predictions(np.zeros((2, n)), Xtr, None, Xte[0])
     with pytest.raises(ValueError, match="influence_row contains NaN"):
-        TopInfluenceDisplay.from_predictions(np.full(n, np.nan), Xtr, Xte[0])
+        TopInfluenceDisplay.from_predictions(np.full(n, np.nan), Xtr, None, Xte[0])
     with pytest.raises(ValueError, match=f"has {n - 1} entries but X_train has {n}"):
-        TopInfluenceDisplay.from_predictions(np.zeros(n - 1), Xtr, Xte[0])
+        TopInfluenceDisplay.from_predictions(np.zeros(n - 1), Xtr, None, Xte[0])
 
 
 # ------------------------------------------------------------ scatter
