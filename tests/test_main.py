@@ -24,8 +24,9 @@ def test_demo_finds_flipped_labels(capsys):
     out = capsys.readouterr().out
     table = _table(out)
     assert sorted(table) == [10, 20, 30]
-    self_inf, loss, harm, chance = table[10]
-    assert self_inf > 0.8 and harm > 0.3 and chance < 0.3
+    loss, self_inf, harm, chance = table[10]
+    assert self_inf > 0.8 and loss > 0.8 and harm > 0.3 and chance < 0.3
+    assert "for a linear model the training loss finds as many" in out
     for kind in ("helpful", "harmful"):
         assert len(re.findall(rf"^\s+{kind}\s+\d+", out, flags=re.M)) == 1
 
