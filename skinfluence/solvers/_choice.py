@@ -14,7 +14,8 @@ Three ways to apply ``H⁻¹`` to a GLM, with what each holds and costs:
 - cg: no matrix; each iteration is one Hessian product per right-hand side,
   ``4 nnz(Z) K`` flops.  Its cost is unknown before the solve, so it is
   estimated as ``CG_ITERATIONS`` iterations for ``CG_RIGHT_HAND_SIDES``
-  right-hand sides (a typical call; ``self_influence`` has far more).
+  right-hand sides (a typical call; ``self_influence`` has far more), plus
+  ``n K`` more for ``estimate="newton"``'s leverage blocks.
 
 ``"auto"`` takes the cheaper direct form among those that fit in
 :func:`memory_budget`, provided it is cheaper than the cg estimate, and cg
@@ -78,10 +79,17 @@ def _primal_cost(gram, newton):
     return flops, 8.0 * q * q * (3 if newton else 2)
 
 
-def _cg_cost(gram):
+def _cg_cost(gram, newton=False):
+    """The cg estimate: ``CG_ITERATIONS`` products for each right-hand side.
+
+    ``estimate="newton"`` adds the leverage blocks ``A_jj``: K solves per
+    training row (``_newton.diag_blocks``), which a factorisation gives from
+    its inverse instead.
+    """
     Z = gram.Z
     nnz = Z.nnz if sp.issparse(Z) else Z.size
-    return float(CG_ITERATIONS * CG_RIGHT_HAND_SIDES * 4 * nnz * gram.n_outputs)
+    rhs = CG_RIGHT_HAND_SIDES + (Z.shape[0] * gram.n_outputs if newton else 0)
+    return float(CG_ITERATIONS * rhs * 4 * nnz * gram.n_outputs)
 
 
 def choose(method, n_params, gram=None, *, damping=0.0, null_space=None,
@@ -125,7 +133,7 @@ def choose(method, n_params, gram=None, *, damping=0.0, null_space=None,
               **{f"{f}_flops": c[0] for f, c in forms.items()},
               **{f"{f}_bytes": c[1] for f, c in forms.items()}}
     if method == "auto":
-        cg = _cg_cost(gram)
+        cg = _cg_cost(gram, newton)
         record["cg_flops_estimate"] = cg
         cheap = {f: c for f, c in fitting.items() if c[0] <= cg}
         if not cheap:

@@ -82,6 +82,28 @@ def test_auto_dense_20000_parameters_is_direct(monkeypatch):
     assert record["primal_bytes"] == 2 * 8 * 20000**2
 
 
+def test_auto_newton_counts_the_leverage_solves(monkeypatch):
+    # The cost model alone: 20000 dense features, 2000 rows, no dual form.
+    # cg's 100 right-hand sides look cheaper than factorising, but Newton's
+    # leverage blocks add a solve per training row, which the factor's
+    # inverse gives for n p^2.
+    class Gram:
+        Z = np.broadcast_to(np.zeros(1), (2000, 20000))
+        D = np.ones((1, 1, 1))
+        n_outputs = 1
+
+        def split(self, *a):
+            return None
+
+    monkeypatch.setattr(_choice, "memory_budget", lambda: 0.5 * 24 * 2**30)
+    method, _, record = _choice.choose("auto", 20000, Gram())
+    assert method == "cg"
+    method, form, record = _choice.choose("auto", 20000, Gram(), newton=True)
+    assert (method, form) == ("direct", "primal")
+    assert record["cg_flops_estimate"] == 100 * (100 + 2000) * 4 * 2000 * 20000
+    assert record["primal_flops"] < record["cg_flops_estimate"]
+
+
 def test_torch_like_operators_keep_the_parameter_rule():
     assert resolve_method("auto", DIRECT_MAX_PARAMS) == "direct"
     assert resolve_method("auto", DIRECT_MAX_PARAMS + 1) == "cg"
